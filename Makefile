@@ -1,0 +1,15 @@
+# The README's two commands: `make quickstart` (main job on the embedded default data) and `make test`.
+.PHONY: setup quickstart test bench
+
+setup:
+	@bash scripts/setup.sh
+
+quickstart: setup
+	.venv/bin/codemix data build --quickstart
+	.venv/bin/codemix data inspect --quickstart
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/python benchmarks/data_throughput.py

@@ -1,0 +1,51 @@
+"""`codemix` command line: one dispatcher, each command group in its own module.
+
+Groups are imported lazily so `codemix data ...` never pays for importing Lightning."""
+
+import argparse
+import importlib
+import sys
+
+from codemix.errors import CodemixError
+
+# command -> module exposing add_parser(subparsers); the parser it adds sets `func(args) -> int`.
+COMMAND_MODULES = {
+    "data": "codemix.data.cli",
+    "train": "codemix.train.cli",
+    "eval": "codemix.eval.cli",
+    "reproduce": "codemix.analysis.reproduce_cli",
+    "report": "codemix.analysis.report_cli",
+    "export": "codemix.export.cli",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codemix", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = argv[0] if argv and argv[0] in COMMAND_MODULES else None
+    for name, module_name in COMMAND_MODULES.items():
+        if wanted is not None and name != wanted:
+            subparsers.add_parser(name)  # listed in --help without importing it
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue  # a command group not built yet
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CodemixError as err:
+        print(f"codemix: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

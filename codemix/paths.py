@@ -1,0 +1,26 @@
+"""Where codemix writes: everything (corpora, shards, runs, reports) lives under one root."""
+
+import os
+from pathlib import Path
+
+HOME_ENV = "CODEMIX_HOME"
+DEFAULT_HOME = ".codemix"
+
+
+def codemix_home(override: str | os.PathLike | None = None) -> Path:
+    """The root for everything codemix writes: a flag's value, else $CODEMIX_HOME, else ./.codemix."""
+    if override is not None:
+        return Path(override)
+    return Path(os.environ.get(HOME_ENV) or Path.cwd() / DEFAULT_HOME)
+
+
+def corpora_dir(home: str | os.PathLike | None = None) -> Path:
+    return codemix_home(home) / "corpora"
+
+
+def runs_dir(home: str | os.PathLike | None = None) -> Path:
+    return codemix_home(home) / "runs"
+
+
+def reports_dir(home: str | os.PathLike | None = None) -> Path:
+    return codemix_home(home) / "reports"

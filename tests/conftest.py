@@ -1,0 +1,51 @@
+"""Every test session gets its own TMPDIR and CODEMIX_HOME, and leaves no /dev/shm segments behind
+(mosaicml-streaming keeps its shared memory there)."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SHM = Path("/dev/shm")
+
+
+def _shm_entries() -> set[str]:
+    return set(os.listdir(SHM)) if SHM.is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("session")
+    tmp = root / "tmp"
+    tmp.mkdir()
+    saved = {k: os.environ.get(k) for k in ("TMPDIR", "CODEMIX_HOME")}
+    os.environ["TMPDIR"] = str(tmp)
+    os.environ["CODEMIX_HOME"] = str(root / "home")
+    tempfile.tempdir = None  # re-read TMPDIR
+    before = _shm_entries()
+    yield root
+    from codemix._streaming import streaming
+
+    streaming.base.util.clean_stale_shared_memory()
+    for name in _shm_entries() - before:
+        path = SHM / name
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    tempfile.tempdir = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
