@@ -1,0 +1,82 @@
+"""save_pretrained / load_pretrained: exact round trip, tied weights, atomic replace, clear errors."""
+
+import json
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from codemix.errors import ConfigError
+from codemix.model.checkpoint import load_pretrained, save_pretrained
+from codemix.model.config import ModelConfig
+from codemix.model.transformer import Decoder
+
+TEXT = ["def add(a, b):\n    return a + b\n", "The cat sat on the mat.", "for i in range(10): print(i)"] * 20
+
+
+@pytest.fixture(scope="module")
+def tokenizer_json(tmp_path_factory):
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|bos|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(TEXT, trainer)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+def small(**overrides) -> ModelConfig:
+    return ModelConfig(**(dict(vocab_size=300, d_model=32, n_layers=2, n_heads=4, max_seq_len=32) | overrides))
+
+
+@pytest.mark.parametrize("cfg", [small(), small(tie_embeddings=False, block="sequential", norm="rmsnorm",
+                                                n_kv_heads=2)], ids=["tied-parallel", "untied-sequential"])
+def test_round_trip_is_exact(cfg, tokenizer_json, tmp_path):
+    torch.manual_seed(0)
+    model = Decoder(cfg)
+    out = save_pretrained(model, cfg, tokenizer_json, tmp_path / "final")
+    loaded, loaded_cfg, tokenizer = load_pretrained(out)
+    assert loaded_cfg == cfg
+    assert not loaded.training
+    original = model.state_dict()
+    assert loaded.state_dict().keys() == original.keys()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    if cfg.tie_embeddings:
+        assert loaded.output_weight is loaded.embed.weight  # still tied, not two copies
+    ids = torch.tensor([tokenizer.encode(TEXT[0]).ids])
+    assert tokenizer.to_str() == Tokenizer.from_file(str(tokenizer_json)).to_str()
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), model.eval()(ids))
+
+
+def test_saving_again_replaces_the_folder_and_leaves_no_temporaries(tokenizer_json, tmp_path):
+    first, second = Decoder(small()), Decoder(small())
+    save_pretrained(first, first.cfg, tokenizer_json, tmp_path / "final")
+    save_pretrained(second, second.cfg, tokenizer_json, tmp_path / "final")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == [
+        "model.safetensors", "model_config.json", "tokenizer.json"]
+    loaded, _, _ = load_pretrained(tmp_path / "final")
+    assert torch.equal(loaded.embed.weight, second.embed.weight)
+
+
+def test_missing_file_names_the_folder(tokenizer_json, tmp_path):
+    out = save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    (out / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match=r"final: not a pretrained-model folder \(no tokenizer.json\)"):
+        load_pretrained(out)
+
+
+def test_config_that_does_not_fit_the_weights_is_an_error(tokenizer_json, tmp_path):
+    out = save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    (out / "model_config.json").write_text(json.dumps(small(d_model=64).to_dict()))
+    with pytest.raises(ConfigError, match="weights do not match"):
+        load_pretrained(out)
+
+
+def test_missing_tokenizer_is_refused_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="no tokenizer.json"):
+        save_pretrained(Decoder(small()), small(), tmp_path / "nope.json", tmp_path / "final")
+    assert not (tmp_path / "final").exists()
