@@ -1,0 +1,131 @@
+"""Corpora of exactly known sizes for the mixture and DataModule tests, written with the real
+MDSWriter to the corpus-on-disk contract, plus a script entry point that streams a stage in a
+separate process (resume in a new process, two ranks).
+
+Every sample's tokens say where it came from: [source_id, split (0 train, 1 val), index, ...], so a
+test can check each sample's source_id label against its content and compare samples across runs.
+"""
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SEQ_LEN = 8
+VOCAB = 512
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    kind: str
+    train_samples: int
+    val_samples: int = 4
+
+
+def sample_tokens(source_id: int, split: int, index: int) -> np.ndarray:
+    tail = (np.arange(SEQ_LEN - 3) * 7 + index) % VOCAB
+    return np.concatenate([[source_id, split, index], tail]).astype(np.uint16)
+
+
+def _write_tokenizer(path: Path) -> str:
+    from tokenizers import Tokenizer, models
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.add_special_tokens(["<|endoftext|>", "<|bos|>", "<|pad|>"])
+    tokenizer.save(str(path))
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _write_split(out: Path, source_id: int, split: int, count: int) -> None:
+    from codemix._streaming import MDSWriter
+
+    # A small shard size limit gives each source several shards, so sample -> shard -> stream
+    # mapping is exercised across shard boundaries.
+    with MDSWriter(out=str(out), columns={"tokens": "ndarray:uint16"}, compression=None, size_limit=1 << 9) as writer:
+        for index in range(count):
+            writer.write({"tokens": sample_tokens(source_id, split, index)})
+
+
+def write_corpus(root: Path, sources: list[SourceSpec], name: str = "mixtest") -> Path:
+    from codemix.data.corpus import write_json_atomic
+
+    root.mkdir(parents=True, exist_ok=True)
+    tokenizer_hash = _write_tokenizer(root / "tokenizer.json")
+    for source_id, spec in enumerate(sources):
+        source_dir = root / spec.name
+        _write_split(source_dir / "train", source_id, 0, spec.train_samples)
+        _write_split(source_dir / "val", source_id, 1, spec.val_samples)
+        splits = {
+            split: {"documents": count, "samples": count, "tokens": count * SEQ_LEN}
+            for split, count in (("train", spec.train_samples), ("val", spec.val_samples))
+        }
+        write_json_atomic(
+            source_dir / "manifest.json",
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "licence": "test",
+                "provenance": "tests/mixture_fixtures.py",
+                "documents": spec.train_samples + spec.val_samples,
+                "tokens": (spec.train_samples + spec.val_samples) * SEQ_LEN,
+                "bytes": 0,
+                "tokenizer_hash": tokenizer_hash,
+                "filters": {},
+                "skipped": {"binary": 0, "non_utf8": 0},
+                "splits": splits,
+                "build_command": "tests",
+            },
+        )
+    write_json_atomic(
+        root / "corpus.json",
+        {
+            "name": name,
+            "tokenizer_hash": tokenizer_hash,
+            "seq_len": SEQ_LEN,
+            "vocab_size": VOCAB,
+            "eos_id": 0,
+            "bos_id": 1,
+            "pad_id": 2,
+            "token_dtype": "uint16",
+            "sources": [{"name": s.name, "kind": s.kind, "licence": "test"} for s in sources],
+            "build_command": "tests",
+            "built_at": "2026-01-01T00:00:00Z",
+        },
+    )
+    return root
+
+
+def stream_stage(spec: dict) -> dict:
+    """Stream a stage's train loader: optionally restore a saved position first, optionally stop after
+    `take` batches and save the position. Returns the samples seen as [source_id label, *first 3 tokens]."""
+    from codemix.data.datamodule import MixtureDataModule
+
+    module = MixtureDataModule(spec["corpus"], **spec["stage"])
+    if spec.get("state_in"):
+        module.load_state_dict(json.loads(Path(spec["state_in"]).read_text()))
+    seen = []
+    loader = module.train_dataloader()
+    for index, batch in enumerate(loader, start=1):
+        labels = batch["source_id"].tolist()
+        heads = batch["input_ids"][:, :3].tolist()
+        seen += [[label, *head] for label, head in zip(labels, heads)]
+        if index == spec.get("take"):
+            break  # stop right after the batch: the loader has counted exactly the batches taken
+    return {
+        "samples": seen,
+        "state": module.state_dict(),
+        "observed_tokens": module.observed_tokens(),
+        "accumulate": module.accumulate_grad_batches,
+        "batches": len(loader),
+    }
+
+
+if __name__ == "__main__":
+    # usage: python mixture_fixtures.py SPEC.json OUT.json  (run in its own process by the tests)
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    result = stream_stage(spec)
+    Path(sys.argv[2]).write_text(json.dumps(result))

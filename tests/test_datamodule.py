@@ -1,0 +1,152 @@
+"""MixtureDataModule on real MDS shards and a real StreamingDataset: exact budgets, source labels,
+determinism, resume in a new process, two ranks, loader workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from mixture_fixtures import SEQ_LEN, SourceSpec, stream_stage, write_corpus
+
+from codemix.data.datamodule import MixtureDataModule
+from codemix.errors import ConfigError
+
+TESTS_DIR = Path(__file__).parent
+GLOBAL_BATCH = 16
+MICRO_BATCH = 4
+STEPS = 10
+STAGE = {
+    "mixture": {"code": 0.5, "text": 0.3, "markup": 0.2},
+    "tokens": SEQ_LEN * GLOBAL_BATCH * STEPS,
+    "seq_len": SEQ_LEN,
+    "global_batch": GLOBAL_BATCH,
+    "micro_batch": MICRO_BATCH,
+    "seed": 11,
+}
+PLANNED_SAMPLES = [50, 30, 48, 32]  # py, go (code 0.5 by train tokens 100:60), kjv 0.3, docs 0.2 of 160
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(
+        tmp_path_factory.mktemp("datamodule") / "corpus",
+        [
+            SourceSpec("py", "code", 100),
+            SourceSpec("go", "code", 60),
+            SourceSpec("kjv", "text", 200, val_samples=90),
+            SourceSpec("docs", "markup", 50, val_samples=0),
+        ],
+    )
+
+
+def run(corpus: Path, **overrides) -> dict:
+    return stream_stage({"corpus": str(corpus), "stage": {**STAGE, **overrides}})
+
+
+def run_in_process(tmp_path: Path, name: str, spec: dict, env: dict | None = None) -> subprocess.Popen:
+    """Start the fixture script in its own Python process; `finish` waits and reads its result."""
+    spec_path, out_path = tmp_path / f"{name}.spec.json", tmp_path / f"{name}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    return subprocess.Popen(
+        [sys.executable, str(TESTS_DIR / "mixture_fixtures.py"), str(spec_path), str(out_path)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, tmp_path: Path, name: str) -> dict:
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    return json.loads((tmp_path / f"{name}.out.json").read_text())
+
+
+def as_keys(samples: list[list[int]]) -> list[tuple[int, ...]]:
+    return [tuple(s) for s in samples]
+
+
+def test_stage_yields_exactly_its_budget_by_source(corpus):
+    result = run(corpus)
+    samples = result["samples"]
+    assert len(samples) == GLOBAL_BATCH * STEPS
+    assert result["batches"] == GLOBAL_BATCH * STEPS // MICRO_BATCH and result["accumulate"] == GLOBAL_BATCH // MICRO_BATCH
+    # every label is the source the sample's content came from, all from train splits
+    assert all(label == source and split == 0 for label, source, split, _ in samples)
+    per_source = Counter(label for label, *_ in samples)
+    assert [per_source[i] for i in range(4)] == PLANNED_SAMPLES
+    assert result["observed_tokens"] == [n * SEQ_LEN for n in PLANNED_SAMPLES]
+    # under one pass, no sample is repeated
+    assert len(set(as_keys(samples))) == len(samples)
+
+
+def test_batches_are_long_tensors_of_seq_len(corpus):
+    module = MixtureDataModule(corpus, **STAGE)
+    batch = next(iter(module.train_dataloader()))
+    assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (MICRO_BATCH, SEQ_LEN)
+    assert batch["source_id"].dtype == torch.long and batch["source_id"].shape == (MICRO_BATCH,)
+    assert module.source_names == ["py", "go", "kjv", "docs"]
+    assert module.source_kinds == ["code", "code", "text", "markup"]
+
+
+def test_share_table_after_the_stage_matches_the_plan(corpus):
+    module = MixtureDataModule(corpus, **STAGE)
+    for _ in module.train_dataloader():
+        pass
+    rows = module.share_table()
+    stage_tokens = STAGE["tokens"]
+    for row, planned in zip(rows, PLANNED_SAMPLES):
+        assert row.observed_tokens == row.planned_tokens == planned * SEQ_LEN
+        # within one global batch of the target share
+        assert abs(row.observed_tokens - row.target_share * stage_tokens) <= GLOBAL_BATCH * SEQ_LEN
+    assert "kjv     text    0.3000" in module.share_table_text()
+
+
+def test_same_seed_same_batches_other_seed_other_batches(corpus):
+    first, again, other = run(corpus), run(corpus), run(corpus, seed=12)
+    assert first["samples"] == again["samples"]
+    assert other["samples"] != first["samples"]
+    assert Counter(label for label, *_ in other["samples"]) == Counter(label for label, *_ in first["samples"])
+
+
+def test_repetition_beyond_one_pass_when_allowed(corpus):
+    result = run(corpus, mixture={"docs": 0.5, "kjv": 0.5}, max_passes=1.6)
+    docs = [key for key in as_keys(result["samples"]) if key[0] == 3]
+    assert len(docs) == 80 and len(set(docs)) == 50  # every docs sample once, 30 of them twice
+    with pytest.raises(ConfigError, match="'docs' is too small.*1.60 passes"):
+        MixtureDataModule(corpus, **{**STAGE, "mixture": {"docs": 0.5, "kjv": 0.5}})
+
+
+def test_val_loaders_one_per_source_with_val_samples(corpus):
+    module = MixtureDataModule(corpus, **STAGE, val_samples_per_source=64)
+    loaders = module.val_dataloader()
+    assert module.val_source_ids == [0, 1, 2]  # docs has no val samples
+    seen = [[row[:3].tolist() for batch in loader for row in batch["input_ids"]] for loader in loaders]
+    assert [len(rows) for rows in seen] == [4, 4, 64]
+    assert all(source == sid and split == 1 for sid, rows in zip([0, 1, 2], seen) for source, split, _ in rows)
+    assert len({index for _, _, index in seen[2]}) == 64 and max(index for _, _, index in seen[2]) > 64
+    again = [[row[:3].tolist() for batch in loader for row in batch["input_ids"]] for loader in module.val_dataloader()]
+    assert again == seen
+
+
+def test_micro_batch_and_world_size_must_divide_the_global_batch(corpus, monkeypatch):
+    with pytest.raises(ConfigError, match="global_batch 16 is not a multiple of micro_batch 5"):
+        MixtureDataModule(corpus, **{**STAGE, "micro_batch": 5})
+    module = MixtureDataModule(corpus, **{**STAGE, "micro_batch": 8})
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(ConfigError, match="micro_batch 8 x world size 4"):
+        module.accumulate_grad_batches
+
+
+@pytest.mark.parametrize("change", [{"seed": 12}, {"mixture": {"kjv": 1.0}}])
+def test_saved_position_of_another_stage_is_refused(corpus, change):
+    state = run(corpus)["state"]
+    module = MixtureDataModule(corpus, **{**STAGE, **change})
+    module.load_state_dict(state)
+    with pytest.raises(ConfigError, match=f"belongs to stage {state['stage']}, not to this stage"):
+        module.train_dataloader()
