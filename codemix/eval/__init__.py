@@ -1,0 +1,1 @@
+"""Evaluation: benchmark tasks, scoring, the code sandbox, win-rates and the results file."""

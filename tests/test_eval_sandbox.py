@@ -1,0 +1,138 @@
+"""The sandbox against hostile programs: each is contained, scored as a failure, and the programs
+around it in the same batch still run and pass."""
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from codemix.eval.sandbox import Limits, Sandbox, _uid_processes
+
+CHECK = "\nassert add(2, 3) == 5\n"
+GOOD = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(Limits(wall_s=3, cpu_s=2, memory_mb=256, output_bytes=64 * 1024), workers=2)
+
+
+def _program(body: str) -> str:
+    return f"def add(a, b):\n{body}\n    return a + b\n" + CHECK
+
+
+@pytest.fixture(scope="module")
+def loopback_server():
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], hits
+    server.shutdown()
+
+
+def test_good_program_passes_and_runs_as_an_unprivileged_uid(sandbox):
+    result = sandbox.run(GOOD + "import os\nprint(os.getuid(), os.getcwd())" + CHECK)
+    assert result.passed, result.stderr
+    uid, cwd = result.stdout.split()
+    if sandbox.isolation == "namespaced":
+        assert int(uid) not in (0, os.getuid()) and cwd == "/tmp/sandbox"
+    assert "PYTHONPATH" not in result.stdout
+
+
+@pytest.fixture
+def open_dir():
+    """A world-writable directory outside every tmp dir (the sandbox covers those): still out of reach."""
+    root = Path(__file__).resolve().parents[1] / ".codemix"
+    root.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="sandbox-target-", dir=root))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_hostile_programs_are_contained_and_fail_while_good_ones_pass(sandbox, open_dir, loopback_server):
+    if sandbox.isolation != "namespaced":
+        pytest.skip("without root a program can write wherever the user can")
+    port, hits = loopback_server
+    outside = open_dir / "outside.txt"
+    hostile = {
+        "infinite loop": _program("    while True:\n        pass"),
+        "fork bomb": _program("    import os\n    while True:\n        try:\n            os.fork()\n"
+                              "        except OSError:\n            pass"),
+        "memory bomb": _program("    hog = []\n    while True:\n        hog.append(bytearray(1 << 24))"),
+        "write outside": _program(f"    open({str(outside)!r}, 'w').write('escaped')"),
+        "write tmp": _program("    open('/tmp/codemix-escaped', 'w').write('escaped')"),
+        "network": _program(f"    import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)"),
+        "kill parent": _program(f"    import os, signal\n    os.kill({os.getpid()}, signal.SIGKILL)\n"
+                                "    os.kill(os.getppid(), signal.SIGKILL)\n    return 0"),
+        "stdout flood": _program("    import sys\n    while True:\n        sys.stdout.write('x' * 4096)"),
+    }
+    names = list(hostile)
+    results = sandbox.run_many([GOOD + CHECK, *hostile.values(), GOOD + CHECK])
+    assert results[0].passed and results[-1].passed
+    outcomes = dict(zip(names, results[1:-1]))
+    for name, result in outcomes.items():
+        assert not result.passed, name
+    assert outcomes["infinite loop"].status in ("timeout", "killed")
+    assert outcomes["fork bomb"].status in ("timeout", "killed")
+    assert "MemoryError" in outcomes["memory bomb"].stderr
+    assert "Read-only file system" in outcomes["write outside"].stderr and not outside.exists()
+    assert "Error" in outcomes["write tmp"].stderr and not os.path.exists("/tmp/codemix-escaped")
+    assert hits == [] and "Error" in outcomes["network"].stderr
+    # In its PID namespace our pid does not even exist; without one, a foreign uid may not signal it.
+    assert "ProcessLookupError" in outcomes["kill parent"].stderr  # and we are still here
+    assert outcomes["stdout flood"].status == "output_limit"
+    assert len(outcomes["stdout flood"].stdout) <= 64 * 1024 + 65536
+    assert not _uid_processes_left()
+
+
+def _uid_processes_left() -> list[int]:
+    from codemix.eval.sandbox import UID_BASE
+
+    return [pid for uid in range(UID_BASE, UID_BASE + 8) for pid in _uid_processes(uid)]
+
+
+def test_process_limit_holds_for_a_bounded_fork_loop(sandbox):
+    """The fork bomb's bound, measured: a program may hold at most `processes` tasks at once."""
+    program = (
+        "import os, time\nforked = 0\nfor _ in range(32):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
+        "    forked += 1\nprint(forked)\n"
+    )
+    result = sandbox.run(program)
+    assert result.passed, result.stderr
+    if sandbox.isolation == "namespaced":
+        assert int(result.stdout) == sandbox.limits.processes - 1
+    else:
+        assert int(result.stdout) <= 32
+
+
+def test_file_size_and_scratch_dir_are_capped(sandbox):
+    big = sandbox.run("open('big', 'wb').write(b'x' * (32 << 20))")
+    assert not big.passed and "File too large" in big.stderr
+    small = sandbox.run("open('small', 'w').write('ok')\nprint(open('small').read())")
+    assert small.passed and small.stdout.strip() == "ok"
+
+
+def test_nothing_but_loopback_in_the_network_namespace(sandbox):
+    if sandbox.isolation != "namespaced":
+        pytest.skip("plain isolation guards sockets in-process only")
+    result = sandbox.run("import socket\nprint(socket.if_nameindex())")
+    assert result.passed and "eth" not in result.stdout and "'lo'" in result.stdout
+    assert socket.if_nameindex()  # the host still has its interfaces
