@@ -150,3 +150,70 @@ def test_saved_position_of_another_stage_is_refused(corpus, change):
     module.load_state_dict(state)
     with pytest.raises(ConfigError, match=f"belongs to stage {state['stage']}, not to this stage"):
         module.train_dataloader()
+
+
+def test_resume_in_a_new_process_yields_exactly_the_rest(corpus, tmp_path):
+    full = run(corpus)
+    spec = {"corpus": str(corpus), "stage": STAGE}
+    first = finish(run_in_process(tmp_path, "first", {**spec, "take": 13}), tmp_path, "first")
+    assert first["state"]["streaming"]["sample_in_epoch"] == 13 * MICRO_BATCH
+    (tmp_path / "state.json").write_text(json.dumps(first["state"]))
+    rest = finish(run_in_process(tmp_path, "rest", {**spec, "state_in": str(tmp_path / "state.json")}), tmp_path, "rest")
+    assert first["samples"] == full["samples"][: 13 * MICRO_BATCH]
+    assert rest["samples"] == full["samples"][13 * MICRO_BATCH :]
+    assert rest["observed_tokens"] == full["observed_tokens"]  # counts before the resume are restored
+
+
+def _rank_env(rank: int, port: int) -> dict:
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_ranks(tmp_path: Path, name: str, spec: dict) -> list[dict]:
+    port = _free_port()
+    processes = [run_in_process(tmp_path, f"{name}{rank}", spec, _rank_env(rank, port)) for rank in range(2)]
+    return [finish(process, tmp_path, f"{name}{rank}") for rank, process in enumerate(processes)]
+
+
+def test_two_ranks_split_the_stage_and_resume_it(corpus, tmp_path):
+    one_rank = run(corpus)
+    full = one_rank["samples"]
+    spec = {"corpus": str(corpus), "stage": STAGE}
+    taken = 5 * MICRO_BATCH * 2  # 5 micro-batches on each rank
+    first = _two_ranks(tmp_path, "first", {**spec, "take": 5})
+    assert [r["accumulate"] for r in first] == [GLOBAL_BATCH // (MICRO_BATCH * 2)] * 2
+    # rank r takes every other sample of the one-rank sequence: disjoint, together the same samples
+    assert [r["samples"] for r in first] == [full[0:taken:2], full[1:taken:2]]
+    assert first[0]["state"] == first[1]["state"]
+    assert first[0]["state"]["streaming"]["sample_in_epoch"] == taken
+    # the checkpoint holds rank 0's state; both ranks resume from it with their own token counts
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps(first[0]["state"]))
+    rest = _two_ranks(tmp_path, "rest", {**spec, "state_in": str(state_path)})
+    assert [r["samples"] for r in rest] == [full[taken::2], full[taken + 1 :: 2]]
+    for rank in range(2):
+        own = Counter(label for label, *_ in first[rank]["samples"] + rest[rank]["samples"])
+        assert rest[rank]["observed_tokens"] == [own[i] * SEQ_LEN for i in range(4)]
+    assert [a + b for a, b in zip(rest[0]["observed_tokens"], rest[1]["observed_tokens"])] == [
+        n * SEQ_LEN for n in PLANNED_SAMPLES
+    ]
+    # the same position resumed by one rank continues the same sequence
+    alone = stream_stage({**spec, "state_in": str(state_path)})
+    assert alone["samples"] == full[taken:]
+    assert alone["observed_tokens"] == one_rank["observed_tokens"]
+
+
+def test_loader_workers_give_the_same_sequence(corpus):
+    assert run(corpus, num_workers=2)["samples"] == run(corpus)["samples"]
