@@ -7,6 +7,7 @@ tree instead of taking its alphabetically first package (or a dictionary's lette
 import bz2
 import glob
 import gzip
+import io
 import json
 import lzma
 import os
@@ -194,7 +195,10 @@ def _open(path: Path) -> BinaryIO:
     if suffix == ZSTD_SUFFIX:
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        # Files written in parallel hold several frames; zstandard's reader cannot iterate lines, a
+        # buffered wrapper can (jsonl.zst).
+        reader = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        return io.BufferedReader(reader)
     return open(path, "rb")
 
 
