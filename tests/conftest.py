@@ -40,6 +40,14 @@ def isolated_session(tmp_path_factory: pytest.TempPathFactory):
     tempfile.tempdir = None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    # Tiny models are overhead-bound: one intra-op thread is faster on a 2-core machine and
+    # keeps results independent of the core count.
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 

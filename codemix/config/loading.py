@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from yaml import YAMLError
 
-from codemix.errors import ConfigError
+from codemix.errors import CodemixError, ConfigError
 
 T = TypeVar("T")
 
@@ -42,12 +42,14 @@ def merge_typed(schema: type[T], *layers: tuple[Any, str]) -> T:
         except OmegaConfBaseException as err:
             key = getattr(err, "full_key", None) or "?"
             raise ConfigError(f"{origin}: key '{key}': {_reason(err)}") from err
+    origins = ", ".join(origin for _, origin in layers)
     try:
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        origins = ", ".join(origin for _, origin in layers)
         raise ConfigError(f"{origins}: key '{key}': {_reason(err)}") from err
+    except CodemixError as err:  # a schema's own __post_init__ validation: say which files fed it
+        raise ConfigError(f"{origins}: {err}") from err
 
 
 def load_typed(schema: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
