@@ -98,6 +98,20 @@ def test_stage_defaults_fill_every_stage_and_a_stage_value_wins(arm: Path):
     assert init.steps == 4096 // (4 * 128)
 
 
+def test_a_default_mixture_serves_the_stages_that_write_none(tmp_path: Path, arm: Path):
+    write(tmp_path, "mixed.yaml", """
+        base: [arm.yaml]
+        stage_defaults:
+          mixture: {text: 1, code: 1}
+        stages:
+          extra: {tokens: 512, init_from: {ref: "stage:cooldown"}}
+    """)
+    recipe = load_recipe(tmp_path / "mixed.yaml")
+    assert recipe.stages["extra"].mixture == {"text": 1.0, "code": 1.0}
+    assert recipe.stages["init"].mixture == {"code": 0.5, "text": 0.5}
+    assert stage_order(recipe) == ["init", "cpt", "cooldown", "extra"]
+
+
 def test_command_line_overrides_come_last(arm: Path):
     recipe = load_recipe(arm, ["stages.cooldown.tokens=2048", "stage_defaults.seed=7",
                                "stages.init.seed=3"])

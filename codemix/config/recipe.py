@@ -87,7 +87,7 @@ def model_config(recipe: Recipe, vocab_size: int | None = None) -> ModelConfig:
     training time) is used unless the recipe sets model.vocab_size itself."""
     try:
         return _resolve_model(recipe, vocab_size)
-    except (ConfigError, KeyError, TypeError) as err:
+    except ConfigError as err:
         raise ConfigError(f"{recipe.source_path}: key 'model': {err}") from err
 
 
@@ -297,7 +297,7 @@ class _Validator:
         """Resolve the model now (with the preset's vocabulary) so a bad preset or override fails early."""
         try:
             return _resolve_model(self.recipe, vocab_size=None)
-        except (ConfigError, KeyError, TypeError) as err:
+        except ConfigError as err:
             raise ConfigError(f"{self.origin(('model',))}: key 'model': {err}") from err
 
     def check_stage(self, index: int, name: str, stage: StageConfig, model: ModelConfig) -> None:
@@ -325,7 +325,8 @@ class _Validator:
         both = (stage.global_batch is None) == (stage.global_batch_tokens is None)
         self.require(key + ("global_batch",), not both, stage.global_batch,
                      "set exactly one of global_batch (sequences) and global_batch_tokens, "
-                     f"got global_batch={stage.global_batch}, global_batch_tokens={stage.global_batch_tokens}")
+                     f"got global_batch={stage.global_batch}, "
+                     f"global_batch_tokens={stage.global_batch_tokens}")
         if stage.global_batch_tokens is not None:
             self.require(key + ("global_batch_tokens",),
                          stage.global_batch_tokens > 0 and stage.global_batch_tokens % stage.seq_len == 0,
@@ -338,7 +339,8 @@ class _Validator:
         if stage.global_batch % per_pass:
             lower = stage.global_batch - stage.global_batch % per_pass
             multiples = ", ".join(str(g) for g in (lower, lower + per_pass) if g > 0)
-            micro_batches = [m for m in range(1, stage.global_batch + 1) if stage.global_batch % (m * ranks) == 0]
+            micro_batches = [m for m in range(1, stage.global_batch + 1)
+                             if stage.global_batch % (m * ranks) == 0]
             other_micro = f" or a micro_batch in {micro_batches}" if micro_batches else ""
             self.fail(key + ("global_batch",), stage.global_batch,
                       f"sequences cannot be split into micro batches of {stage.micro_batch} (set in "
@@ -375,11 +377,14 @@ class _Validator:
         schedule = stage.schedule
         self.require(key + ("kind",), schedule.kind in SCHEDULE_KINDS, schedule.kind,
                      f"must be one of {SCHEDULE_KINDS}")
-        self.require(key + ("warmup",), schedule.warmup >= 0 and (schedule.warmup < 1 or schedule.warmup.is_integer()),
+        whole_or_fraction = schedule.warmup < 1 or schedule.warmup.is_integer()
+        self.require(key + ("warmup",), schedule.warmup >= 0 and whole_or_fraction,
                      schedule.warmup, "must be a fraction below 1 or a whole number of steps")
-        end = "min_lr" if schedule.kind == "cosine" else "final_lr"
-        self.require(key + (end,), 0 <= getattr(schedule, end) <= stage.optimizer.lr, getattr(schedule, end),
-                     f"must be between 0 and the peak lr {stage.optimizer.lr}")
+        end = {"cosine": "min_lr", "linear": "final_lr", "wsd": "final_lr"}.get(schedule.kind)
+        if end is not None:
+            end_lr = getattr(schedule, end)
+            self.require(key + (end,), 0 <= end_lr <= stage.optimizer.lr, end_lr,
+                         f"must be between 0 and the peak lr {stage.optimizer.lr}")
         if schedule.kind == "wsd":
             self.require(key + ("decay_fraction",), 0 < schedule.decay_fraction <= 1,
                          schedule.decay_fraction, "must be in (0, 1]")
@@ -476,7 +481,8 @@ def identity_payload(recipe: Recipe, stage_name: str, tokenizer_hash: TokenizerH
 def _normalized(mixture: dict[str, float]) -> dict[str, float]:
     """Weights summing to 1, zero weights dropped, rounded so 9:1 and 0.9:0.1 hash alike."""
     total = sum(mixture.values())
-    return {source: float(f"{weight / total:.12g}") for source, weight in sorted(mixture.items()) if weight > 0}
+    return {source: float(f"{weight / total:.12g}")
+            for source, weight in sorted(mixture.items()) if weight > 0}
 
 
 def _schedule_payload(stage: StageConfig) -> dict:

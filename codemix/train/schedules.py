@@ -30,7 +30,8 @@ def warmup_steps(schedule: ScheduleSection, total_steps: int) -> int:
 
 
 def decay_steps(schedule: ScheduleSection, total_steps: int) -> int:
-    """How many steps at the end of the stage decay the LR (wsd's decay_fraction; the rest after warmup otherwise)."""
+    """Steps at the end of the stage that decay the LR: wsd's decay_fraction of them, none for
+    constant, every step after warmup for cosine and linear."""
     if schedule.kind == "wsd":
         return round(schedule.decay_fraction * total_steps)
     if schedule.kind == "constant":
