@@ -1,5 +1,6 @@
 """The data YAML: loading, path resolution, resolvers and the up-front validation errors."""
 
+import glob
 import logging
 import sysconfig
 import textwrap
@@ -14,6 +15,7 @@ from codemix.config.data_spec import (
     load_data_spec,
     quickstart_spec_path,
 )
+from codemix.config.loading import read_yaml
 from codemix.errors import ConfigError
 
 STUDY_KIND_BY_SOURCE = {
@@ -58,20 +60,23 @@ VALID = """\
 
 
 def test_quickstart_loads_and_its_required_inputs_exist():
+    declared = read_yaml(quickstart_spec_path()).sources
+    assert {s.name: s.kind for s in declared} == STUDY_KIND_BY_SOURCE
     spec = load_data_spec(quickstart_spec_path())
     assert spec.name == "quickstart"
     assert spec.tokenizer.vocab_size == 8192 and spec.seq_len == 512
-    by_name = {s.name: s for s in spec.sources}
-    # The Debian packages of DATA.md are installed on this machine, so no optional source drops out.
-    assert {name: s.kind for name, s in by_name.items()} == STUDY_KIND_BY_SOURCE
+    # Optional sources drop out where their Debian package is missing; the others never do.
+    loaded = [s.name for s in spec.sources]
+    assert loaded == [s.name for s in declared if s.name in loaded]
+    assert {s.name for s in declared if not s.get("optional", False)} <= set(loaded)
     for source in spec.sources:
         assert source.licence and source.provenance and source.max_bytes
-        if not source.optional:
-            assert all(list(Path("/").glob(p.lstrip("/"))) for p in input_patterns(source.reader)), source.name
+        assert all(glob.glob(p) for p in input_patterns(source.reader)), source.name
+    by_name = {s.name: s for s in spec.sources}
     stdlib = sysconfig.get_paths()["stdlib"]
     assert by_name["code_python"].reader.path == stdlib
     assert stdlib in by_name["code_python"].provenance
-    assert 15_000_000 <= sum(s.max_bytes for s in spec.sources) <= 25_000_000
+    assert 15_000_000 <= sum(s.max_bytes for s in declared) <= 25_000_000  # CPU-sized
 
 
 def test_relative_paths_resolve_against_the_yaml_directory(tmp_path, docs_dir, monkeypatch):
@@ -137,3 +142,12 @@ def test_code_filters_default_to_code_kind_only(tmp_path, docs_dir):
     assert [code_filters_on(s) for s in spec.sources] == [True, True]
     spec.sources[0].code_filters = False
     assert not code_filters_on(spec.sources[0])
+
+
+def test_tokenizer_path_resolves_and_must_exist(tmp_path, docs_dir):
+    (tmp_path / "tok.json").write_text("{}")
+    spec = load_data_spec(write_spec(tmp_path, VALID + "    tokenizer: {path: tok.json}\n"))
+    assert spec.tokenizer.path == str(tmp_path / "tok.json")
+    path = write_spec(tmp_path, VALID + "    tokenizer: {path: missing.json}\n")
+    with pytest.raises(ConfigError, match=rf"{path}: tokenizer\.path: no such file '.*missing\.json'"):
+        load_data_spec(path)

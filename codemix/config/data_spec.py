@@ -95,7 +95,8 @@ def quickstart_spec_path() -> Path:
 
 
 def load_data_spec(path: str | Path, overrides: list[str] | None = None) -> DataSpec:
-    """Load and validate a data YAML. Relative paths resolve against the YAML's directory.
+    """Load and validate a data YAML. Relative paths (overrides' too) resolve against the YAML's
+    directory; ``~`` is expanded.
 
     An `optional` source whose input is missing is dropped with a warning, so the returned spec
     lists exactly the sources a build will read (their index is their source_id)."""
@@ -109,7 +110,7 @@ def load_data_spec(path: str | Path, overrides: list[str] | None = None) -> Data
         _check_source(source, origin)
     _check_unique_names(spec, origin)
     if spec.tokenizer.path is not None:
-        spec.tokenizer.path = str(base / spec.tokenizer.path)
+        spec.tokenizer.path = _resolve(spec.tokenizer.path, base)
         if not Path(spec.tokenizer.path).is_file():
             raise ConfigError(f"{origin}: tokenizer.path: no such file {spec.tokenizer.path!r}")
     spec.sources = [s for s in spec.sources if _available(s, origin)]
@@ -179,8 +180,12 @@ def _check_source(source: SourceSpec, origin: str) -> None:
 
 def _resolve_paths(reader: ReaderSpec, base: Path) -> None:
     if reader.path is not None:
-        reader.path = str(base / reader.path)
-    reader.paths = [str(base / p) for p in reader.paths]
+        reader.path = _resolve(reader.path, base)
+    reader.paths = [_resolve(p, base) for p in reader.paths]
+
+
+def _resolve(path: str, base: Path) -> str:
+    return str(base / Path(path).expanduser())
 
 
 def input_patterns(reader: ReaderSpec) -> list[str]:
