@@ -457,7 +457,8 @@ def identity_payload(recipe: Recipe, stage_name: str, tokenizer_hash: TokenizerH
     optimizer, schedule (warmup in steps, only the fields its kind uses), seed, data passes, and the
     parent's identity. Left out as execution details that leave the mathematics unchanged: names,
     descriptions, devices, nodes, strategy, micro batch, workers, logging, validation and checkpoint
-    intervals."""
+    intervals. The corpus enters as written (a name), or as its absolute path when given as a path;
+    model.vocab_size as "corpus" unless the recipe sets it (the tokenizer hash fixes it then)."""
     stage = _stage(recipe, stage_name)
     vocab = "corpus" if recipe.model.vocab_size is None else recipe.model.vocab_size
     model = {**model_config(recipe).to_dict(), "vocab_size": vocab}
