@@ -9,9 +9,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-from mixture_fixtures import SEQ_LEN, SourceSpec, stream_stage, write_corpus
+from lightning.pytorch.callbacks import ModelCheckpoint
+from mixture_fixtures import SEQ_LEN, VOCAB, SourceSpec, stream_stage, write_corpus
 
 from codemix.data.datamodule import MixtureDataModule
 from codemix.errors import ConfigError
@@ -217,3 +219,53 @@ def test_two_ranks_split_the_stage_and_resume_it(corpus, tmp_path):
 
 def test_loader_workers_give_the_same_sequence(corpus):
     assert run(corpus, num_workers=2)["samples"] == run(corpus)["samples"]
+
+
+class RecordingLM(L.LightningModule):
+    """A one-layer next-token model that records the samples each training step receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, 16)
+        self.head = torch.nn.Linear(16, VOCAB)
+        self.seen: list[list[int]] = []
+
+    def training_step(self, batch, batch_idx):
+        ids = batch["input_ids"]
+        self.seen += [[label, *head] for label, head in zip(batch["source_id"].tolist(), ids[:, :3].tolist())]
+        logits = self.head(self.embed(ids[:, :-1]))
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _trainer(module: MixtureDataModule, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        accumulate_grad_batches=module.accumulate_grad_batches,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(corpus, tmp_path):
+    full = run(corpus)["samples"]
+    first_data, first_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
+    every_4_steps = ModelCheckpoint(dirpath=tmp_path, filename="mid", every_n_train_steps=4, save_top_k=1)
+    trainer = _trainer(first_data, callbacks=[every_4_steps], max_steps=4)
+    trainer.fit(first_model, datamodule=first_data)
+    taken = 4 * GLOBAL_BATCH
+    assert first_model.seen == full[:taken]
+
+    rest_data, rest_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
+    trainer = _trainer(rest_data, enable_checkpointing=False)
+    trainer.fit(rest_model, datamodule=rest_data, ckpt_path=tmp_path / "mid.ckpt")
+    assert trainer.global_step == STEPS  # the stage ends at its budget, with gradient accumulation
+    assert rest_model.seen == full[taken:]
+    assert rest_data.observed_tokens() == [n * SEQ_LEN for n in PLANNED_SAMPLES]
