@@ -1,6 +1,7 @@
 """MixtureDataModule on real MDS shards and a real StreamingDataset: exact budgets, source labels,
 determinism, resume in a new process, two ranks, loader workers."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -269,3 +270,12 @@ def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(c
     assert trainer.global_step == STEPS  # the stage ends at its budget, with gradient accumulation
     assert rest_model.seen == full[taken:]
     assert rest_data.observed_tokens() == [n * SEQ_LEN for n in PLANNED_SAMPLES]
+
+
+def test_loader_benchmark_measures_the_whole_stage(corpus):
+    spec = importlib.util.spec_from_file_location("loader_throughput", TESTS_DIR.parent / "benchmarks" / "loader_throughput.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    report = benchmark.measure_loader(corpus, micro_batch=4, workers=(0,), with_training_reference=False)
+    (row,) = report["loader"]
+    assert row["tokens"] == report["stage_tokens"] > 0 and row["tokens_per_s"] > 0
