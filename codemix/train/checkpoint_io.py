@@ -1,0 +1,51 @@
+"""Lightning checkpoints written so a kill at any moment leaves the previous file whole.
+
+Lightning's TorchCheckpointIO goes through an fsspec transaction, which on a local disk stages the
+bytes in the system temp dir and then *moves* them: across file systems that is a copy, not an atomic
+rename, and nothing is fsynced. Here the bytes go to a temp file in the checkpoint's own directory, are
+fsynced, and replace the target with os.replace (atomic on POSIX)."""
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.types import _PATH
+
+TMP_MARK = ".tmp-"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out:
+                torch.save(checkpoint, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)  # make the rename itself durable
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete temp files a killed writer left behind (they are never a valid checkpoint)."""
+    stale = [p for p in directory.glob(f".*{TMP_MARK}*") if p.is_file()] if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
