@@ -167,6 +167,13 @@ def test_resume_in_a_new_process_yields_exactly_the_rest(corpus, tmp_path):
     assert rest["observed_tokens"] == full["observed_tokens"]  # counts before the resume are restored
 
 
+def test_resume_at_the_end_of_the_stage_yields_nothing(corpus, tmp_path):
+    full = run(corpus)
+    (tmp_path / "state.json").write_text(json.dumps(full["state"]))
+    rest = stream_stage({"corpus": str(corpus), "stage": STAGE, "state_in": str(tmp_path / "state.json")})
+    assert rest["samples"] == [] and rest["observed_tokens"] == full["observed_tokens"]
+
+
 def _rank_env(rank: int, port: int) -> dict:
     return {
         "RANK": str(rank),

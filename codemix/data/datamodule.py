@@ -136,7 +136,13 @@ def _world_size_from_env() -> int:
 
 class MixtureDataModule(L.LightningDataModule):
     """Train batches {"input_ids": LongTensor[micro_batch, seq_len], "source_id": LongTensor[micro_batch]}
-    drawn by the stage's mixture, and one validation loader per source that has validation samples."""
+    drawn by the stage's mixture, and one validation loader per source that has validation samples
+    (`val_source_ids[dataloader_idx]` is its source_id).
+
+    The stage is one epoch of the train loader: train it with `max_epochs=1` and
+    `accumulate_grad_batches=module.accumulate_grad_batches`. The loader's length is known, so
+    Lightning fetches no batch ahead and a mid-stage checkpoint holds exactly the consumed position
+    (saved both as this module's state and as the loader's own state)."""
 
     def __init__(
         self,
