@@ -1,0 +1,1 @@
+"""Benchmark tasks: the registry (registry.py), loaders per task family, user tasks."""
