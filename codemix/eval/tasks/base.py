@@ -81,27 +81,25 @@ class TaskSpec:
     stop: tuple[str, ...] = ()
     max_new_tokens: int = 32
     description: str = ""
+    primary: str | None = None  # the metric averaged for the study; None = the kind's usual one
 
     @property
     def primary_metric(self) -> str:
-        return {"multiple_choice": "acc", "generation": "exact_match", "code": "pass@1"}[self.kind]
+        return self.primary or {"multiple_choice": "acc", "generation": "exact_match", "code": "pass@1"}[self.kind]
 
 
-def with_fewshot(data: TaskData, k: int, seed: int, task: str) -> list[Instance]:
+def with_fewshot(instances: Sequence[Instance], data: TaskData, k: int, seed: int, task: str) -> list[Instance]:
     """Prefix each instance with k solved examples, drawn (seeded per instance) from the task's
     train/dev split where it ships one, else from the same split without the instance itself."""
     if k == 0:
-        return list(data.instances)
+        return list(instances)
     pool = data.fewshot_pool if data.fewshot_pool is not None else data.instances
     if len(pool) <= k:
         raise ConfigError(f"task '{task}': {k}-shot asked but only {len(pool)} examples to draw from")
     shots = []
-    for instance in data.instances:
+    for instance in instances:
         rng = random.Random(f"{seed}:{task}:{instance.id}")
-        chosen: list[Instance] = []
-        for candidate in rng.sample(pool, k + 1):
-            if candidate.id != instance.id and len(chosen) < k:
-                chosen.append(candidate)
+        chosen = [c for c in rng.sample(pool, k + 1) if c.id != instance.id][:k]
         prefix = "".join(example.demonstration() + FEWSHOT_SEPARATOR for example in chosen)
         shots.append(instance.with_prefix(prefix))
     return shots

@@ -1,0 +1,67 @@
+"""Where an evaluation reads its model from and writes its results.
+
+A CHECKPOINT_OR_STAGE_DIR is either a pretrained folder (what load_pretrained reads) or a stage
+directory of `codemix train`, whose weights are in final/ and whose identity is lineage.json."""
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from codemix.data.corpus import read_json, write_json_atomic
+from codemix.errors import ConfigError
+from codemix.model.checkpoint import WEIGHTS
+
+LINEAGE = "lineage.json"
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Target:
+    weights_dir: Path  # the load_pretrained folder
+    stage_dir: Path | None  # set when evaluating a training stage
+    default_results: Path
+
+
+def resolve_target(path: str | os.PathLike) -> Target:
+    path = Path(path)
+    if (path / FINAL / WEIGHTS).is_file():
+        return Target(path / FINAL, path, path / "eval" / "results.json")
+    if (path / WEIGHTS).is_file():
+        stage = path.parent if path.name == FINAL and (path.parent / LINEAGE).is_file() else None
+        return Target(path, stage, (stage or path) / "eval" / "results.json")
+    raise ConfigError(f"{path}: neither a checkpoint folder (no {WEIGHTS}) nor a stage directory (no {FINAL}/{WEIGHTS})")
+
+
+def lineage(target: Target) -> dict | None:
+    if target.stage_dir is None or not (target.stage_dir / LINEAGE).is_file():
+        return None
+    return read_json(target.stage_dir / LINEAGE)
+
+
+def checkpoint_identity(target: Target) -> dict:
+    """The stage's lineage identity when there is one, else the weights file's sha256."""
+    found = lineage(target)
+    if found is not None:
+        return {"kind": "stage", "identity": found.get("identity"), "stage": found.get("stage"),
+                "recipe": (found.get("recipe") or {}).get("name"), "lineage": str(target.stage_dir / LINEAGE),
+                "weights": str(target.weights_dir / WEIGHTS)}
+    digest = hashlib.sha256()
+    with open(target.weights_dir / WEIGHTS, "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 22), b""):
+            digest.update(block)
+    return {"kind": "checkpoint", "weights": str(target.weights_dir / WEIGHTS), "sha256": digest.hexdigest()}
+
+
+def command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+def write_results(path: Path, results: dict) -> Path:
+    """Atomic: a reader sees the previous results or the whole new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    json.dumps(results, allow_nan=True)  # fail before touching the file if it cannot be written
+    write_json_atomic(path, results)
+    return path
