@@ -1,0 +1,1 @@
+"""Export of codemix checkpoints to formats other tools load (Hugging Face transformers)."""
