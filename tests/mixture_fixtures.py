@@ -12,7 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import numpy as np
+import torch
 
 SEQ_LEN = 8
 VOCAB = 512
@@ -99,6 +101,25 @@ def write_corpus(root: Path, sources: list[SourceSpec], name: str = "mixtest") -
     return root
 
 
+class RecordingLM(L.LightningModule):
+    """A one-layer next-token model that records the samples each training step receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, 16)
+        self.head = torch.nn.Linear(16, VOCAB)
+        self.seen: list[list[int]] = []
+
+    def training_step(self, batch, batch_idx):
+        ids = batch["input_ids"]
+        self.seen += [[label, *head] for label, head in zip(batch["source_id"].tolist(), ids[:, :3].tolist())]
+        logits = self.head(self.embed(ids[:, :-1]))
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
 def stream_stage(spec: dict) -> dict:
     """Stream a stage's train loader: optionally restore a saved position first, optionally stop after
     `take` batches and save the position. Returns the samples seen as [source_id label, *first 3 tokens]."""
@@ -124,8 +145,26 @@ def stream_stage(spec: dict) -> dict:
     }
 
 
+def fit_stage(spec: dict, out: Path) -> None:
+    """Train RecordingLM on the stage with a Lightning Trainer launched as `spec["trainer"]` says (its
+    ddp launcher re-runs this script for the other ranks); each rank writes OUT.rank<N>."""
+    from codemix.data.datamodule import MixtureDataModule
+
+    module = MixtureDataModule(spec["corpus"], **spec["stage"])
+    model = RecordingLM()
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, **spec["trainer"],
+    )
+    trainer.fit(model, datamodule=module)
+    result = {"samples": model.seen, "global_step": trainer.global_step, "observed_tokens": module.observed_tokens()}
+    out.with_name(f"{out.name}.rank{trainer.global_rank}").write_text(json.dumps(result))
+
+
 if __name__ == "__main__":
     # usage: python mixture_fixtures.py SPEC.json OUT.json  (run in its own process by the tests)
     spec = json.loads(Path(sys.argv[1]).read_text())
-    result = stream_stage(spec)
-    Path(sys.argv[2]).write_text(json.dumps(result))
+    if "trainer" in spec:
+        fit_stage(spec, Path(sys.argv[2]))
+    else:
+        Path(sys.argv[2]).write_text(json.dumps(stream_stage(spec)))

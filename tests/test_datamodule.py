@@ -4,6 +4,7 @@ determinism, resume in a new process, two ranks, loader workers."""
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +15,9 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from mixture_fixtures import SEQ_LEN, VOCAB, SourceSpec, stream_stage, write_corpus
+from mixture_fixtures import SEQ_LEN, RecordingLM, SourceSpec, stream_stage, write_corpus
 
-from codemix.data.datamodule import MixtureDataModule
+from codemix.data.datamodule import WORLD_ENV, MixtureDataModule
 from codemix.errors import ConfigError
 
 TESTS_DIR = Path(__file__).parent
@@ -61,12 +62,22 @@ def run_in_process(tmp_path: Path, name: str, spec: dict, env: dict | None = Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a hung run is ended with all it launched
     )
 
 
-def finish(process: subprocess.Popen, tmp_path: Path, name: str) -> dict:
-    output, _ = process.communicate(timeout=120)
+def wait_for(process: subprocess.Popen, timeout: int = 150) -> None:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"no result in {timeout} s:\n{output}")
     assert process.returncode == 0, output
+
+
+def finish(process: subprocess.Popen, tmp_path: Path, name: str) -> dict:
+    wait_for(process)
     return json.loads((tmp_path / f"{name}.out.json").read_text())
 
 
@@ -157,12 +168,12 @@ def test_saved_position_of_another_stage_is_refused(corpus, change):
 
 def test_resume_in_a_new_process_yields_exactly_the_rest(corpus, tmp_path):
     full = run(corpus)
-    spec = {"corpus": str(corpus), "stage": STAGE}
-    first = finish(run_in_process(tmp_path, "first", {**spec, "take": 13}), tmp_path, "first")
+    first = stream_stage({"corpus": str(corpus), "stage": STAGE, "take": 13})
+    assert first["samples"] == full["samples"][: 13 * MICRO_BATCH]
     assert first["state"]["streaming"]["sample_in_epoch"] == 13 * MICRO_BATCH
     (tmp_path / "state.json").write_text(json.dumps(first["state"]))
-    rest = finish(run_in_process(tmp_path, "rest", {**spec, "state_in": str(tmp_path / "state.json")}), tmp_path, "rest")
-    assert first["samples"] == full["samples"][: 13 * MICRO_BATCH]
+    spec = {"corpus": str(corpus), "stage": STAGE, "state_in": str(tmp_path / "state.json")}
+    rest = finish(run_in_process(tmp_path, "rest", spec), tmp_path, "rest")
     assert rest["samples"] == full["samples"][13 * MICRO_BATCH :]
     assert rest["observed_tokens"] == full["observed_tokens"]  # counts before the resume are restored
 
@@ -191,61 +202,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _two_ranks(tmp_path: Path, name: str, spec: dict) -> list[dict]:
-    port = _free_port()
-    processes = [run_in_process(tmp_path, f"{name}{rank}", spec, _rank_env(rank, port)) for rank in range(2)]
-    return [finish(process, tmp_path, f"{name}{rank}") for rank, process in enumerate(processes)]
-
-
-def test_two_ranks_split_the_stage_and_resume_it(corpus, tmp_path):
-    one_rank = run(corpus)
-    full = one_rank["samples"]
-    spec = {"corpus": str(corpus), "stage": STAGE}
-    taken = 5 * MICRO_BATCH * 2  # 5 micro-batches on each rank
-    first = _two_ranks(tmp_path, "first", {**spec, "take": 5})
-    assert [r["accumulate"] for r in first] == [GLOBAL_BATCH // (MICRO_BATCH * 2)] * 2
-    # rank r takes every other sample of the one-rank sequence: disjoint, together the same samples
-    assert [r["samples"] for r in first] == [full[0:taken:2], full[1:taken:2]]
-    assert first[0]["state"] == first[1]["state"]
-    assert first[0]["state"]["streaming"]["sample_in_epoch"] == taken
-    # the checkpoint holds rank 0's state; both ranks resume from it with their own token counts
+def test_two_ranks_resume_a_one_rank_position_on_disjoint_halves(corpus, tmp_path):
+    """Two processes with streaming's rank variables (as torchrun sets them) take over a stage saved
+    by one rank: each gets every other remaining sample, and counts its own share of what was taken."""
+    full = run(corpus)["samples"]
+    taken = 10 * MICRO_BATCH
+    first = stream_stage({"corpus": str(corpus), "stage": STAGE, "take": 10})
     state_path = tmp_path / "state.json"
-    state_path.write_text(json.dumps(first[0]["state"]))
-    rest = _two_ranks(tmp_path, "rest", {**spec, "state_in": str(state_path)})
-    assert [r["samples"] for r in rest] == [full[taken::2], full[taken + 1 :: 2]]
-    for rank in range(2):
-        own = Counter(label for label, *_ in first[rank]["samples"] + rest[rank]["samples"])
-        assert rest[rank]["observed_tokens"] == [own[i] * SEQ_LEN for i in range(4)]
-    assert [a + b for a, b in zip(rest[0]["observed_tokens"], rest[1]["observed_tokens"])] == [
+    state_path.write_text(json.dumps(first["state"]))
+    spec, port = {"corpus": str(corpus), "stage": STAGE, "state_in": str(state_path)}, _free_port()
+    processes = [run_in_process(tmp_path, f"rank{rank}", spec, _rank_env(rank, port)) for rank in range(2)]
+    ranks = [finish(process, tmp_path, f"rank{rank}") for rank, process in enumerate(processes)]
+    assert [r["accumulate"] for r in ranks] == [GLOBAL_BATCH // (MICRO_BATCH * 2)] * 2
+    assert [r["samples"] for r in ranks] == [full[taken::2], full[taken + 1 :: 2]]
+    for rank, result in enumerate(ranks):
+        own = Counter(label for label, *_ in full[rank:taken:2] + result["samples"])
+        assert result["observed_tokens"] == [own[i] * SEQ_LEN for i in range(4)]
+    assert [a + b for a, b in zip(ranks[0]["observed_tokens"], ranks[1]["observed_tokens"])] == [
         n * SEQ_LEN for n in PLANNED_SAMPLES
     ]
-    # the same position resumed by one rank continues the same sequence
-    alone = stream_stage({**spec, "state_in": str(state_path)})
-    assert alone["samples"] == full[taken:]
-    assert alone["observed_tokens"] == one_rank["observed_tokens"]
 
 
 def test_loader_workers_give_the_same_sequence(corpus):
     assert run(corpus, num_workers=2)["samples"] == run(corpus)["samples"]
-
-
-class RecordingLM(L.LightningModule):
-    """A one-layer next-token model that records the samples each training step receives."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(VOCAB, 16)
-        self.head = torch.nn.Linear(16, VOCAB)
-        self.seen: list[list[int]] = []
-
-    def training_step(self, batch, batch_idx):
-        ids = batch["input_ids"]
-        self.seen += [[label, *head] for label, head in zip(batch["source_id"].tolist(), ids[:, :3].tolist())]
-        logits = self.head(self.embed(ids[:, :-1]))
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 def _trainer(module: MixtureDataModule, **kwargs) -> L.Trainer:
@@ -264,12 +243,14 @@ def _trainer(module: MixtureDataModule, **kwargs) -> L.Trainer:
 
 def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(corpus, tmp_path):
     full = run(corpus)["samples"]
+    world_env = {key: os.environ.get(key) for key in WORLD_ENV}
     first_data, first_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
     every_4_steps = ModelCheckpoint(dirpath=tmp_path, filename="mid", every_n_train_steps=4, save_top_k=1)
     trainer = _trainer(first_data, callbacks=[every_4_steps], max_steps=4)
     trainer.fit(first_model, datamodule=first_data)
     taken = 4 * GLOBAL_BATCH
     assert first_model.seen == full[:taken]
+    assert {key: os.environ.get(key) for key in WORLD_ENV} == world_env  # nothing leaks to later Trainers
 
     rest_data, rest_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
     trainer = _trainer(rest_data, enable_checkpointing=False)
@@ -286,3 +267,16 @@ def test_loader_benchmark_measures_the_whole_stage(corpus):
     report = benchmark.measure_loader(corpus, micro_batch=4, workers=(0,), with_training_reference=False)
     (row,) = report["loader"]
     assert row["tokens"] == report["stage_tokens"] > 0 and row["tokens_per_s"] > 0
+
+
+def test_lightning_ddp_ranks_train_on_disjoint_halves_of_the_stage(corpus, tmp_path):
+    """Lightning's own ddp launcher sets no RANK/LOCAL_WORLD_SIZE; the module exports them for streaming."""
+    full = run(corpus)["samples"]
+    spec = {"corpus": str(corpus), "stage": STAGE, "trainer": {"devices": 2, "strategy": "ddp", "accumulate_grad_batches": 2}}
+    wait_for(run_in_process(tmp_path, "ddp", spec))
+    ranks = [json.loads((tmp_path / f"ddp.out.json.rank{rank}").read_text()) for rank in range(2)]
+    assert [r["global_step"] for r in ranks] == [STEPS, STEPS]
+    assert [r["samples"] for r in ranks] == [full[0::2], full[1::2]]
+    assert [a + b for a, b in zip(ranks[0]["observed_tokens"], ranks[1]["observed_tokens"])] == [
+        n * SEQ_LEN for n in PLANNED_SAMPLES
+    ]

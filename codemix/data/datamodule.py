@@ -9,7 +9,8 @@ stage plan it belongs to, so a checkpoint of another stage cannot be resumed int
 """
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,10 @@ class StageLoader(StreamingDataLoader):
         return f"{self.plan.fingerprint()}/seed={self.dataset.shuffle_seed}"
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stage": self.identity, "streaming": super().state_dict()}
+        # The dataset's world (detected when it was built), not StreamingDataLoader's fresh World.detect(),
+        # which reads the environment again; position = samples taken by all ranks.
+        samples = self.num_samples_yielded * self.dataset._parallel_rank_world.num_ranks
+        return {"stage": self.identity, "streaming": self.dataset.state_dict(samples, False)}
 
     def load_state_dict(self, obj: dict[str, Any]) -> None:
         if obj.get("stage") != self.identity:
@@ -126,6 +130,36 @@ class ValSamples(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return _as_sample(self.samples[self.indices[index]][TOKENS_COLUMN], self.source_id)
+
+
+WORLD_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+@contextmanager
+def _streaming_world(trainer: "L.Trainer | None") -> Iterator[None]:
+    """streaming 0.13 reads the ranks only from RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE. torchrun
+    sets them all; Lightning's own launchers (ddp, ddp_spawn) and SLURM do not, and every process would
+    read as rank 0 and stream the same samples. So while the dataset detects its world, the variables
+    say what the trainer knows, and are put back afterwards: a LOCAL_RANK left behind would make a
+    later Trainer in this process believe its ranks were launched externally."""
+    if trainer is None:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in WORLD_ENV}
+    os.environ.update(
+        RANK=str(trainer.global_rank),
+        WORLD_SIZE=str(trainer.world_size),
+        LOCAL_RANK=str(trainer.local_rank),
+        LOCAL_WORLD_SIZE=str(trainer.world_size // trainer.num_nodes),
+    )
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _world_size_from_env() -> int:
@@ -194,16 +228,17 @@ class MixtureDataModule(L.LightningDataModule):
 
     def _train_dataset(self) -> SourceTaggedDataset:
         drawn = self.plan.drawn
-        streams = [Stream(local=str(self.corpus.split_dir(p.source.name, "train")), choose=p.samples) for p in drawn]
-        dataset = SourceTaggedDataset(
-            streams=streams,
-            source_ids=[p.source.id for p in drawn],
-            batch_size=self.micro_batch,
-            shuffle=True,
-            shuffle_seed=self.seed,
-            shuffle_block_size=SHUFFLE_BLOCK_SIZE,
-            num_canonical_nodes=CANONICAL_NODES,
-        )
+        with _streaming_world(getattr(self, "trainer", None)):
+            streams = [Stream(local=str(self.corpus.split_dir(p.source.name, "train")), choose=p.samples) for p in drawn]
+            dataset = SourceTaggedDataset(
+                streams=streams,
+                source_ids=[p.source.id for p in drawn],
+                batch_size=self.micro_batch,
+                shuffle=True,
+                shuffle_seed=self.seed,
+                shuffle_block_size=SHUFFLE_BLOCK_SIZE,
+                num_canonical_nodes=CANONICAL_NODES,
+            )
         for plan, found in zip(drawn, dataset.samples_per_stream):
             if plan.train_samples != found:
                 raise ConfigError(
