@@ -63,7 +63,7 @@ class SourceTaggedDataset(StreamingDataset):
 
 class StageLoader(StreamingDataLoader):
     """The stage's train loader: counts tokens per source as batches are yielded, and saves/restores
-    its position together with the fingerprint of the plan it belongs to."""
+    its position together with the identity (plan and seed) of the stage it belongs to."""
 
     def __init__(self, dataset: SourceTaggedDataset, *, plan: StagePlan, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
