@@ -1,6 +1,8 @@
 """Every test session gets its own TMPDIR and CODEMIX_HOME, and leaves no /dev/shm segments behind
 (mosaicml-streaming keeps its shared memory there)."""
 
+pytest_plugins = ["corpus_fixtures"]
+
 import os
 import shutil
 import tempfile

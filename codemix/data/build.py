@@ -1,0 +1,303 @@
+"""`codemix data build`: a data spec -> tokenizer.json, MDS shards and a manifest per source, corpus.json.
+
+Reading and cleaning run in the parent in data-YAML order (cross-source de-duplication lets the
+first source keep a text); tokenizing runs in a pool of processes. Crash safety: a source is written
+into `<source>.tmp-<pid>` and renamed into place only after its manifest.json is in it, and corpus.json
+is removed before anything changes and written last, so a killed build never leaves a source or a
+corpus that looks complete. A re-run keeps every source whose manifest records the same spec hash
+and tokenizer hash, and rebuilds the rest.
+
+The spec hash of a source covers its own spec, the corpus settings (seq_len, split, seed, dedup), the
+tokenizer's recipe and, with dedup on, every source before it (they decide which of its documents
+are duplicates). It covers the spec, not the bytes of the input files."""
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
+from codemix.data.clean import Cleaner
+from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, read_json, write_json_atomic
+from codemix.data.shards import EncodeSettings, EncoderPool, write_splits
+from codemix.data.sources import ReadStats, read_source
+from codemix.data.tokenizer import (
+    file_hash,
+    load_tokenizer,
+    save_tokenizer,
+    special_ids,
+    token_dtype,
+    train_bpe,
+    vocab_size,
+)
+from codemix.errors import CodemixError
+
+# Bump when the on-disk format changes, so every older source is rebuilt.
+FORMAT_VERSION = 1
+_TMP_NAME = re.compile(r"\.tmp-(\d+)")
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class _Kept:
+    """What the build kept of one source (after cleaning and the max_bytes cap)."""
+
+    documents: int = 0
+    bytes: int = 0
+    capped: bool = False
+
+
+def build_corpus(
+    spec: DataSpec,
+    out_dir: str | os.PathLike,
+    processes: int = 2,
+    command: str = "",
+    progress: Progress = print,
+) -> Path:
+    """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out, progress)
+    previous = _previous_manifests(out, spec)
+    _say_seq_len_change(previous, spec, progress)
+    tokenizer_recipe = _hash(_tokenizer_recipe(spec))
+    expected = {source.name: _spec_hash(spec, i, tokenizer_recipe) for i, source in enumerate(spec.sources)}
+    invalidate = _Invalidator(out / CORPUS_FILE)
+
+    tokenizer_hash = _reusable_tokenizer_hash(out / TOKENIZER_FILE, previous, tokenizer_recipe)
+    if tokenizer_hash is None:
+        invalidate()
+        started = time.perf_counter()
+        tokenizer_hash = save_tokenizer(_make_tokenizer(spec), out / TOKENIZER_FILE)
+        progress(f"tokenizer {tokenizer_hash}: ready in {time.perf_counter() - started:.1f} s")
+    else:
+        progress(f"tokenizer {tokenizer_hash}: up to date")
+    tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
+    ids = special_ids(tokenizer)
+    dtype = token_dtype(vocab_size(tokenizer))
+    settings = EncodeSettings(str(out / TOKENIZER_FILE), ids["eos_id"], dtype, spec.seed, spec.val_fraction)
+
+    cleaner = Cleaner({s.name: code_filters_on(s) for s in spec.sources}, dedup=spec.dedup)
+    with contextlib.ExitStack() as stack:
+        pool: EncoderPool | None = None
+        for source in spec.sources:
+            manifest = previous.get(source.name)
+            if manifest and manifest.get("spec_hash") == expected[source.name] and manifest.get("tokenizer_hash") == tokenizer_hash:
+                if spec.dedup:  # later sources' duplicates are decided against this one's texts
+                    for _ in _kept_texts(source, cleaner, ReadStats(), _Kept()):
+                        pass
+                progress(f"{source.name}: up to date")
+                continue
+            invalidate()
+            pool = pool or stack.enter_context(EncoderPool(settings, processes))
+            hashes = {"spec_hash": expected[source.name], "tokenizer_recipe": tokenizer_recipe, "tokenizer_hash": tokenizer_hash}
+            manifest = _build_source(source, out, pool, cleaner, spec.seq_len, dtype, hashes, command)
+            progress(_summary(manifest))
+
+    write_json_atomic(
+        out / CORPUS_FILE,
+        {
+            "name": spec.name,
+            "tokenizer_hash": tokenizer_hash,
+            "seq_len": spec.seq_len,
+            "vocab_size": vocab_size(tokenizer),
+            **ids,
+            "token_dtype": dtype,
+            "sources": [{"name": s.name, "kind": s.kind, "licence": s.licence} for s in spec.sources],
+            "build_command": command,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    return out
+
+
+def _build_source(
+    source: SourceSpec,
+    out: Path,
+    pool: EncoderPool,
+    cleaner: Cleaner,
+    seq_len: int,
+    dtype: str,
+    hashes: dict[str, str],
+    command: str,
+) -> dict:
+    """Write one source into a tmp dir, its manifest last, then rename it into place.
+    `hashes`: spec_hash, tokenizer_recipe, tokenizer_hash, recorded for the next build's up-to-date check."""
+    started = time.perf_counter()
+    tmp = out / f"{source.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    stats, kept = ReadStats(), _Kept()
+    splits = write_splits(pool, _kept_texts(source, cleaner, stats, kept), tmp, seq_len, dtype)
+    manifest = {
+        "name": source.name,
+        "kind": source.kind,
+        "licence": source.licence,
+        "provenance": source.provenance,
+        "documents": kept.documents,
+        # every token of the kept documents, eos included: the samples' tokens plus the dropped tails
+        "tokens": sum(s["tokens"] + s["dropped_tokens"] for s in splits.values()),
+        "bytes": kept.bytes,
+        "max_bytes": source.max_bytes,
+        "capped": kept.capped,
+        "tokenizer_hash": hashes["tokenizer_hash"],
+        "seq_len": seq_len,
+        "token_dtype": dtype,
+        "filters": cleaner.counts(source.name),
+        "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
+        "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes},
+        "splits": splits,
+        "spec_hash": hashes["spec_hash"],
+        "tokenizer_recipe": hashes["tokenizer_recipe"],
+        "build_command": command,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json_atomic(tmp / MANIFEST_FILE, manifest)
+    _install(tmp, out / source.name)
+    return manifest
+
+
+def _kept_texts(source: SourceSpec, cleaner: Cleaner, stats: ReadStats, kept: _Kept) -> Iterator[str]:
+    """The source's documents that pass cleaning, until max_bytes is reached (the document that
+    reaches it is kept, so a cap never splits a file; nothing after it is read)."""
+    for doc in read_source(source, stats):
+        if not cleaner.keep(doc, source.name):
+            continue
+        kept.documents += 1
+        kept.bytes += len(doc.text.encode("utf-8"))
+        yield doc.text
+        if source.max_bytes is not None and kept.bytes >= source.max_bytes:
+            kept.capped = True
+            return
+
+
+def _make_tokenizer(spec: DataSpec) -> Tokenizer:
+    if spec.tokenizer.path is not None:
+        return load_tokenizer(spec.tokenizer.path)
+    return train_bpe(_tokenizer_sample(spec), spec.tokenizer.vocab_size, spec.tokenizer.min_frequency)
+
+
+def _tokenizer_sample(spec: DataSpec) -> Iterator[str]:
+    """The same number of cleaned bytes from every source (fewer if its cap is lower), so no kind
+    dominates the vocabulary. Readers visit files in hash order, so the sample spreads over each tree."""
+    for source in spec.sources:
+        cleaner = Cleaner({source.name: code_filters_on(source)}, dedup=False)
+        budget = min(spec.tokenizer.sample_bytes_per_source, source.max_bytes or spec.tokenizer.sample_bytes_per_source)
+        yield from _kept_texts(replace(source, max_bytes=budget), cleaner, ReadStats(), _Kept())
+
+
+def _tokenizer_recipe(spec: DataSpec) -> dict:
+    if spec.tokenizer.path is not None:
+        return {"path": spec.tokenizer.path, "file_hash": file_hash(spec.tokenizer.path)}
+    # a trained tokenizer depends on every source's sample
+    return {"train": asdict(spec.tokenizer), "sources": [asdict(s) for s in spec.sources]}
+
+
+def _spec_hash(spec: DataSpec, index: int, tokenizer_recipe: str) -> str:
+    upstream = spec.sources[: index + 1] if spec.dedup else [spec.sources[index]]
+    return _hash(
+        {
+            "format": FORMAT_VERSION,
+            "tokenizer": tokenizer_recipe,
+            "seq_len": spec.seq_len,
+            "val_fraction": spec.val_fraction,
+            "seed": spec.seed,
+            "dedup": spec.dedup,
+            "sources": [asdict(s) for s in upstream],
+        }
+    )
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _reusable_tokenizer_hash(path: Path, previous: dict[str, dict], recipe_hash: str) -> str | None:
+    """The saved tokenizer's hash if a source built from the same tokenizer recipe used it, else None."""
+    if not path.is_file():
+        return None
+    saved = file_hash(path)
+    for manifest in previous.values():
+        if manifest.get("tokenizer_recipe") == recipe_hash and manifest.get("tokenizer_hash") == saved:
+            return saved
+    return None
+
+
+def _previous_manifests(out: Path, spec: DataSpec) -> dict[str, dict]:
+    manifests = {}
+    for source in spec.sources:
+        path = out / source.name / MANIFEST_FILE
+        if path.is_file():
+            manifests[source.name] = read_json(path)
+    return manifests
+
+
+def _say_seq_len_change(previous: dict[str, dict], spec: DataSpec, progress: Progress) -> None:
+    old = sorted({m.get("seq_len") for m in previous.values()} - {spec.seq_len}, key=str)
+    if old:
+        progress(f"seq_len changed from {', '.join(map(str, old))} to {spec.seq_len}: rebuilding those sources")
+
+
+def _remove_stale_tmp(out: Path, progress: Progress) -> None:
+    """Remove what killed builds left (`*.tmp-<pid>`); refuse if that pid is a live build."""
+    for entry in out.iterdir():
+        match = _TMP_NAME.search(entry.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _alive(pid):
+            raise CodemixError(f"{entry}: another build (pid {pid}) is writing to {out}; wait for it or stop it")
+        progress(f"removing {entry.name} (left by an interrupted build)")
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Put a finished source in place. An old version is first renamed to a tmp name, so at no
+    moment does a half-deleted old source look complete."""
+    if final.exists():
+        old = final.with_name(f"{final.name}.tmp-{os.getpid()}-old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+class _Invalidator:
+    """Removes corpus.json once, before the first change: the corpus is incomplete until rewritten."""
+
+    def __init__(self, corpus_file: Path):
+        self._corpus_file = corpus_file
+        self._done = False
+
+    def __call__(self) -> None:
+        if not self._done:
+            self._corpus_file.unlink(missing_ok=True)
+            self._done = True
+
+
+def _summary(manifest: dict) -> str:
+    train = manifest["splits"]["train"]
+    return (
+        f"{manifest['name']}: {manifest['documents']:,} documents, {manifest['bytes'] / 1e6:.1f} MB, "
+        f"{manifest['tokens']:,} tokens ({train['samples']:,} train samples), {manifest['seconds']:.1f} s"
+    )

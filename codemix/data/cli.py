@@ -1,0 +1,68 @@
+"""`codemix data build` and `codemix data inspect`."""
+
+import argparse
+import shlex
+from pathlib import Path
+
+from codemix.config.data_spec import load_data_spec, quickstart_spec_path
+from codemix.data.corpus import Corpus, resolve_corpus
+from codemix.errors import ConfigError
+from codemix.paths import corpora_dir
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="build and inspect tokenized corpora")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    build = actions.add_parser("build", help="read, clean, tokenize and shard the sources of a data YAML")
+    build.add_argument("spec", nargs="?", help="data YAML describing the sources")
+    build.add_argument("--quickstart", action="store_true", help="build the packaged quickstart corpus")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override a data YAML value, e.g. --set seq_len=256 (repeatable)")
+    build.add_argument("--out", help="corpus folder (default: <home>/corpora/<spec name>)")
+    build.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
+    build.add_argument("--processes", type=int, default=2, help="tokenizer processes (default: 2)")
+    build.set_defaults(func=run_build)
+
+    inspect = actions.add_parser("inspect", help="per-source table of a built corpus")
+    inspect.add_argument("corpus", nargs="?", help="corpus folder or name (under <home>/corpora)")
+    inspect.add_argument("--quickstart", action="store_true", help="inspect the quickstart corpus")
+    inspect.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
+    inspect.set_defaults(func=run_inspect)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from codemix.data.build import build_corpus
+    from codemix.data.inspect import format_corpus
+
+    spec_path = _one_of(args.spec, args.quickstart, "a data YAML")
+    spec_path = quickstart_spec_path() if args.quickstart else spec_path
+    if args.processes < 1:
+        raise ConfigError(f"--processes {args.processes}: must be at least 1")
+    spec = load_data_spec(spec_path, args.overrides)
+    out = Path(args.out) if args.out else corpora_dir(args.home) / spec.name
+    command = shlex.join(
+        ["codemix", "data", "build", "--quickstart" if args.quickstart else str(spec_path)]
+        + [f"--set={o}" for o in args.overrides]
+    )
+    build_corpus(spec, out, processes=args.processes, command=command, progress=lambda line: print(line, flush=True))
+    print(format_corpus(Corpus.open(out)))
+    print(f"corpus {spec.name} written to {out}")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from codemix.data.inspect import format_corpus
+
+    name = _one_of(args.corpus, args.quickstart, "a corpus folder or name")
+    name = load_data_spec(quickstart_spec_path()).name if args.quickstart else name
+    print(format_corpus(Corpus.open(resolve_corpus(name, args.home))))
+    return 0
+
+
+def _one_of(value: str | None, quickstart: bool, what: str) -> str | None:
+    if quickstart and value:
+        raise ConfigError(f"give {what} ({value!r}) or --quickstart, not both")
+    if not quickstart and not value:
+        raise ConfigError(f"give {what} or --quickstart")
+    return value

@@ -1,0 +1,187 @@
+"""Tokenize documents in worker processes, pack them into seq_len samples, write MDS train/val splits.
+
+Each document is followed by eos; the documents of a split are concatenated in read order and cut
+into samples of exactly seq_len tokens (the last partial piece is dropped and counted). A document
+goes to val iff hash(seed, content) < val_fraction, so the split never depends on the read order or
+on the number of processes."""
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from tokenizers import Tokenizer
+
+from codemix._streaming import MDSWriter
+from codemix.data.corpus import SPLITS, TOKENS_COLUMN
+
+# Documents go to a worker in chunks of about this many characters: big enough that pickling and
+# queueing stay a small share of the work, small enough that both workers are busy on small sources.
+CHUNK_CHARS = 1 << 19
+# Chunks in flight per worker: keeps workers fed while the parent reads, without reading ahead unboundedly.
+IN_FLIGHT_PER_PROCESS = 3
+SHARD_SIZE_LIMIT = 1 << 26  # bytes per MDS shard file (streaming's default)
+_HASH_SPAN = float(1 << 64)
+_PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
+
+
+def is_val(text: str, seed: int, val_fraction: float) -> bool:
+    """The deterministic validation split by document content."""
+    return xxhash.xxh3_64_intdigest(text, seed=seed) / _HASH_SPAN < val_fraction
+
+
+@dataclass
+class SplitCounts:
+    documents: int = 0
+    samples: int = 0
+    tokens: int = 0  # tokens inside written samples (samples * seq_len)
+    dropped_tokens: int = 0  # the last partial sample, not written
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    tokenizer_path: str
+    eos_id: int
+    dtype: str
+    seed: int
+    val_fraction: float
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk's documents, tokenized and eos-terminated, concatenated per split."""
+
+    tokens: dict[str, np.ndarray]
+    documents: dict[str, int]
+
+
+_worker_state: dict = {}
+
+
+def _init_worker(settings: EncodeSettings) -> None:
+    _worker_state["tokenizer"] = Tokenizer.from_file(settings.tokenizer_path)
+    _worker_state["settings"] = settings
+
+
+def encode_chunk(texts: list[str]) -> EncodedChunk:
+    settings: EncodeSettings = _worker_state["settings"]
+    encodings = _worker_state["tokenizer"].encode_batch_fast(texts, add_special_tokens=False)
+    split_of = ["val" if is_val(text, settings.seed, settings.val_fraction) else "train" for text in texts]
+    tokens, documents = {}, {}
+    for split in SPLITS:
+        ids = [encoding.ids for encoding, s in zip(encodings, split_of) if s == split]
+        tokens[split] = _concat_with_eos(ids, settings.eos_id, settings.dtype)
+        documents[split] = len(ids)
+    return EncodedChunk(tokens=tokens, documents=documents)
+
+
+def _concat_with_eos(ids: list[list[int]], eos_id: int, dtype: str) -> np.ndarray:
+    out = np.empty(sum(len(doc) for doc in ids) + len(ids), dtype=dtype)
+    pos = 0
+    for doc in ids:
+        out[pos : pos + len(doc)] = doc
+        pos += len(doc)
+        out[pos] = eos_id
+        pos += 1
+    return out
+
+
+def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for text in texts:
+        chunk.append(text)
+        size += len(text)
+        if size >= CHUNK_CHARS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+class EncoderPool:
+    """Worker processes holding the tokenizer; results come back in submission order."""
+
+    def __init__(self, settings: EncodeSettings, processes: int = 2):
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.processes = processes
+        # fork, not spawn: spawned workers would re-import streaming/torch (seconds each) and the
+        # caller's __main__. The workers run single-threaded (the pool is the parallelism): with
+        # TOKENIZERS_PARALLELISM set while forking, tokenizers neither warns nor starts rayon threads.
+        saved = os.environ.get(_PARALLELISM_ENV)
+        os.environ[_PARALLELISM_ENV] = "false"
+        try:
+            context = multiprocessing.get_context("fork")
+            self._pool = context.Pool(processes, initializer=_init_worker, initargs=(settings,))
+        finally:
+            if saved is None:
+                del os.environ[_PARALLELISM_ENV]
+            else:
+                os.environ[_PARALLELISM_ENV] = saved
+
+    def encode(self, texts: Iterable[str]) -> Iterator[EncodedChunk]:
+        pending: deque = deque()
+        for chunk in _chunks(texts):
+            pending.append(self._pool.apply_async(encode_chunk, (chunk,)))
+            if len(pending) >= IN_FLIGHT_PER_PROCESS * self.processes:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self) -> None:
+        self._pool.close()
+        self._pool.join()
+
+    def __enter__(self) -> "EncoderPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._pool.terminate()
+            self._pool.join()
+
+
+class SamplePacker:
+    """Cuts a stream of token arrays into exactly seq_len-token samples written to an MDS dataset."""
+
+    def __init__(self, out_dir: Path, seq_len: int, dtype: str):
+        self.seq_len = seq_len
+        self.counts = SplitCounts()
+        self._carry = np.empty(0, dtype=dtype)
+        self._writer = MDSWriter(
+            out=str(out_dir),
+            columns={TOKENS_COLUMN: f"ndarray:{dtype}"},
+            compression=None,
+            size_limit=SHARD_SIZE_LIMIT,
+        )
+
+    def add(self, tokens: np.ndarray, documents: int) -> None:
+        self.counts.documents += documents
+        stream = np.concatenate((self._carry, tokens)) if len(self._carry) else tokens
+        full = len(stream) // self.seq_len
+        for sample in stream[: full * self.seq_len].reshape(full, self.seq_len):
+            self._writer.write({TOKENS_COLUMN: sample})
+        self._carry = stream[full * self.seq_len :].copy()
+        self.counts.samples += full
+        self.counts.tokens += full * self.seq_len
+
+    def finish(self) -> SplitCounts:
+        self._writer.finish()
+        self.counts.dropped_tokens = len(self._carry)
+        return self.counts
+
+
+def write_splits(pool: EncoderPool, texts: Iterable[str], out_dir: Path, seq_len: int, dtype: str) -> dict[str, dict]:
+    """Tokenize `texts` with the pool and write out_dir/train and out_dir/val; returns counts per split."""
+    packers = {split: SamplePacker(out_dir / split, seq_len, dtype) for split in SPLITS}
+    for chunk in pool.encode(texts):
+        for split, packer in packers.items():
+            packer.add(chunk.tokens[split], chunk.documents[split])
+    return {split: asdict(packer.finish()) for split, packer in packers.items()}

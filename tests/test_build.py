@@ -1,0 +1,131 @@
+"""The corpus build: the on-disk contract, up-to-date re-runs, and a build killed half-way."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus_fixtures import SMALL_CORPUS_SPEC, write_small_corpus_spec
+
+from codemix._streaming import streaming
+from codemix.config.data_spec import load_data_spec
+from codemix.data.build import build_corpus
+from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus
+from codemix.data.tokenizer import file_hash
+from codemix.errors import ConfigError
+
+MANIFEST_KEYS = {
+    "name", "kind", "licence", "provenance", "documents", "tokens", "bytes", "tokenizer_hash",
+    "filters", "skipped", "splits", "build_command",
+}
+
+
+def read_samples(split_dir: Path) -> np.ndarray:
+    """All samples of an MDS split, through streaming's own shard reader: [samples, seq_len]."""
+    index = json.loads((split_dir / "index.json").read_text())
+    rows = []
+    for shard in index["shards"]:
+        reader = streaming.base.format.reader_from_json(str(split_dir), None, shard)
+        rows += [reader.get_item(i)["tokens"] for i in range(reader.samples)]
+    return np.stack(rows) if rows else np.empty((0, 0))
+
+
+def shard_files(corpus_dir: Path) -> dict[str, bytes]:
+    """Every byte the corpus's readers depend on: tokenizer and shard files (not timestamps)."""
+    files = {TOKENIZER_FILE: (corpus_dir / TOKENIZER_FILE).read_bytes()}
+    for path in sorted(corpus_dir.glob("*/*/*")):
+        files[str(path.relative_to(corpus_dir))] = path.read_bytes()
+    return files
+
+
+def test_small_corpus_follows_the_contract(small_corpus: Path):
+    corpus = Corpus.open(small_corpus)
+    assert corpus.name == "small" and corpus.seq_len == 128 and corpus.token_dtype == "uint16"
+    assert [(s.name, s.kind, s.id) for s in corpus.sources] == [
+        (s["name"], s["kind"], i) for i, s in enumerate(SMALL_CORPUS_SPEC["sources"])
+    ]
+    assert corpus.tokenizer_hash == file_hash(small_corpus / TOKENIZER_FILE)
+    tokenizer = corpus.tokenizer()
+    assert corpus.vocab_size == tokenizer.get_vocab_size() == 2048
+    assert tokenizer.id_to_token(corpus.eos_id) == "<|endoftext|>"
+    for source in corpus.sources:
+        manifest = corpus.manifest(source.name)
+        assert MANIFEST_KEYS <= manifest.keys()
+        assert manifest["tokenizer_hash"] == corpus.tokenizer_hash
+        assert manifest["bytes"] >= manifest["max_bytes"] or not manifest["capped"]
+        documents = 0
+        for split in SPLITS:
+            counts = manifest["splits"][split]
+            samples = read_samples(corpus.split_dir(source.name, split))
+            assert len(samples) == counts["samples"] > 0
+            assert samples.shape[1] == corpus.seq_len and samples.dtype == np.uint16
+            assert counts["tokens"] == samples.size
+            # an eos after each document (the last ones may sit in the dropped tail); test_shards checks exactly
+            assert (samples == corpus.eos_id).sum() <= counts["documents"]
+            documents += counts["documents"]
+        assert documents == manifest["documents"]
+        assert manifest["tokens"] == sum(c["tokens"] + c["dropped_tokens"] for c in manifest["splits"].values())
+    code = tokenizer.decode(read_samples(corpus.split_dir("code_python", "train"))[:20].ravel().tolist())
+    assert "def " in code and "import " in code
+
+
+def test_rerun_keeps_complete_sources(small_corpus: Path, tmp_path: Path):
+    copy = tmp_path / "small"
+    shutil.copytree(small_corpus, copy)
+    before = shard_files(copy)
+    messages: list[str] = []
+    spec = load_data_spec(write_small_corpus_spec(tmp_path))
+    build_corpus(spec, copy, progress=messages.append)
+    assert all(m.endswith("up to date") for m in messages) and len(messages) == 1 + len(spec.sources)
+    assert shard_files(copy) == before
+
+
+def test_seq_len_change_rebuilds_with_a_message(small_corpus: Path, tmp_path: Path):
+    copy = tmp_path / "small"
+    shutil.copytree(small_corpus, copy)
+    messages: list[str] = []
+    spec = load_data_spec(write_small_corpus_spec(tmp_path, seq_len=64))
+    build_corpus(spec, copy, progress=messages.append)
+    assert messages[0] == "seq_len changed from 128 to 64: rebuilding those sources"
+    assert messages[1].endswith("up to date")  # the tokenizer does not depend on seq_len
+    corpus = Corpus.open(copy)
+    assert corpus.seq_len == 64
+    assert read_samples(corpus.split_dir("text_jargon", "train")).shape[1] == 64
+
+
+def test_killed_build_leaves_nothing_that_looks_complete(small_corpus: Path, tmp_path: Path):
+    spec_path = write_small_corpus_spec(tmp_path)
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "codemix.cli", "data", "build", str(spec_path), "--out", str(out), "--processes", "1"]
+    first = out / SMALL_CORPUS_SPEC["sources"][0]["name"] / MANIFEST_FILE
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        while not first.exists() and build.poll() is None:
+            time.sleep(0.005)
+    finally:
+        os.killpg(build.pid, signal.SIGKILL)  # the build and its tokenizer workers
+        build.wait()
+    assert build.returncode == -signal.SIGKILL, build.stderr.read().decode()
+    assert not (out / CORPUS_FILE).exists()
+    with pytest.raises(ConfigError, match="incomplete corpus"):
+        Corpus.open(out)
+    reference = shard_files(small_corpus)
+    for manifest in out.glob(f"*/{MANIFEST_FILE}"):  # every source that looks complete is complete
+        assert ".tmp-" not in manifest.parent.name
+        name = manifest.parent.name
+        assert {k: v for k, v in shard_files(out).items() if k.startswith(name + "/")} == {
+            k: v for k, v in reference.items() if k.startswith(name + "/")
+        }
+
+    messages: list[str] = []  # re-run in-process: one interpreter start (streaming + torch imports) is enough
+    build_corpus(load_data_spec(spec_path), out, processes=1, progress=messages.append)
+    assert f"{first.parent.name}: up to date" in messages
+    assert not list(out.glob("*.tmp-*")) and not list(out.glob(".*.tmp-*"))
+    assert shard_files(out) == reference
+    assert Corpus.open(out).source_names == Corpus.open(small_corpus).source_names
