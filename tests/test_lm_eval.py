@@ -1,0 +1,135 @@
+"""The lm-evaluation-harness model "codemix": lm_eval run offline on a local-file task built from a
+shipped benchmark gives codemix's own evaluation's numbers; rolling log-likelihood and generation
+agree with plain full-sequence computations on the decoder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("lm_eval", reason="lm-evaluation-harness is the optional 'harness' extra")
+
+from lm_eval.api.instance import Instance  # noqa: E402
+
+from codemix.eval.runner import EvalOptions, Model, run_task  # noqa: E402
+from codemix.eval.tasks.registry import TASKS  # noqa: E402
+from codemix.lm_eval_adapter import CodemixLM  # noqa: E402
+from test_export import tiny_checkpoint  # noqa: E402
+
+LIMIT = 40  # COPA documents scored by both (80 log-likelihood requests)
+TASK_YAML = """\
+task: codemix_copa
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: context
+doc_to_choice: choices
+doc_to_target: gold
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoint(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lm_eval") / "checkpoint"
+    tiny_checkpoint(small_corpus / "tokenizer.json", path, block="parallel", norm="layernorm")
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapter(checkpoint: Path) -> CodemixLM:
+    return CodemixLM(checkpoint=str(checkpoint), device="cpu", batch_size=8)
+
+
+def write_copa_task(folder: Path) -> Path:
+    """codemix's COPA instances (its prompts and answer continuations) as a json-file lm_eval task."""
+    folder.mkdir()
+    with open(folder / "copa.jsonl", "w") as out:
+        for inst in TASKS["copa"].load().instances:
+            assert len(set(inst.contexts)) == 1  # COPA scores every answer after the same context
+            out.write(json.dumps({"context": inst.contexts[0], "choices": list(inst.continuations), "gold": inst.gold}) + "\n")
+    (folder / "codemix_copa.yaml").write_text(TASK_YAML.format(data=folder / "copa.jsonl"))
+    return folder
+
+
+def test_lm_eval_accuracy_equals_codemix_evaluation(adapter, checkpoint, tmp_path):
+    ours = run_task(TASKS["copa"], Model(adapter.model, adapter.tokenizer, adapter.eos_id), EvalOptions(limit=LIMIT))
+
+    tasks, out = write_copa_task(tmp_path / "tasks"), tmp_path / "out"
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "codemix.lm_eval_adapter", "--model", "codemix",
+         "--model_args", f"checkpoint={checkpoint}", "--device", "cpu", "--tasks", "codemix_copa",
+         "--include_path", str(tasks), "--limit", str(LIMIT), "--output_path", str(out), "--log_samples"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]["codemix_copa"]
+    assert results["sample_len"] == LIMIT
+    assert results["acc,none"] == pytest.approx(ours["metrics"]["acc"], abs=1e-9)
+    samples = [json.loads(line) for line in next(out.rglob("samples_codemix_copa_*.jsonl")).read_text().splitlines()]
+    for sample, record in zip(sorted(samples, key=lambda s: s["doc_id"]), ours["records"], strict=True):
+        prompts = [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()]
+        assert prompts == [(record["prompt"], choice) for choice in record["choices"]]  # same prompts
+        harness_logprobs = [float(resp[0]) for resp in sample["filtered_resps"]]
+        assert harness_logprobs == pytest.approx(record["logprobs"], abs=1e-4)
+
+
+def _logprob_of_tail(model, ids: list[int], n: int) -> float:
+    """log P(last n tokens | the ones before), from one plain forward over the whole sequence."""
+    logits = model(torch.tensor([ids[:-1]]))[0].float()
+    return float(F.log_softmax(logits, -1)[-n:].gather(1, torch.tensor(ids[-n:])[:, None]).sum())
+
+
+@torch.inference_mode()
+def test_rolling_loglikelihood_scores_every_token_once(adapter):
+    short = "The cat sat on the mat."
+    long = "def add(a, b):\n    return a + b\n" * 40  # longer than max_seq_len: several windows
+    ids = adapter.tokenizer.encode(long, add_special_tokens=False).ids
+    max_len = adapter.cfg.max_seq_len
+    assert len(ids) > 2 * max_len
+    # Reference: the first max_len tokens after eos, then each next chunk with the max_len tokens before it.
+    expected_long = _logprob_of_tail(adapter.model, [adapter.eos_id] + ids[:max_len], max_len)
+    for end in range(max_len, len(ids), max_len):
+        chunk = min(max_len, len(ids) - end)
+        expected_long += _logprob_of_tail(adapter.model, ids[end + chunk - max_len - 1:end + chunk], chunk)
+    short_ids = adapter.tokenizer.encode(short, add_special_tokens=False).ids
+    expected_short = _logprob_of_tail(adapter.model, [adapter.eos_id] + short_ids, len(short_ids))
+
+    requests = [Instance("loglikelihood_rolling", {}, (text,), i) for i, text in enumerate([short, long])]
+    got = adapter.loglikelihood_rolling(requests)
+    assert got == pytest.approx([expected_short, expected_long], rel=1e-5)
+
+
+@torch.inference_mode()
+def test_generate_until_is_greedy_and_stops_at_until(adapter):
+    def greedy(prompt: str, steps: int) -> str:  # no cache: the whole sequence again at each step
+        ids = adapter.tokenizer.encode(prompt, add_special_tokens=False).ids
+        new: list[int] = []
+        for _ in range(steps):
+            token = int(adapter.model(torch.tensor([ids + new]))[0, -1].argmax())
+            if token == adapter.eos_id:
+                break
+            new.append(token)
+        return adapter.tokenizer.decode(new)
+
+    prompts = ["def add(a, b):\n", "The cat"]
+    full = [greedy(p, 12) for p in prompts]
+    stop = next(ch for ch in full[1] if not ch.isspace() and full[1].find(ch) > 0)  # cuts inside the text
+    requests = [
+        Instance("generate_until", {}, (prompts[0], {"until": [], "max_gen_toks": 12}), 0),
+        Instance("generate_until", {}, (prompts[1], {"until": [stop], "max_gen_toks": 12}), 1),
+    ]
+    assert adapter.generate_until(requests) == [full[0], full[1][:full[1].find(stop)]]
