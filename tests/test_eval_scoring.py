@@ -1,8 +1,10 @@
 """Scoring mechanics on a real tiny Decoder trained for a few seconds to memorise some answers, with a
 real byte-level BPE tokenizer: the scorers must find what the model was taught."""
 
+import functools
 import json
 import math
+import tempfile
 from itertools import combinations
 from pathlib import Path
 
@@ -35,6 +37,7 @@ DOCS = [f"Question: {q}\nAnswer: {a}" for q, a, _ in FACTS] + [p.prompt + p.refe
 def train_checkpoint(folder: Path, steps: int = 150) -> Path:
     """A tiny model that has memorised DOCS (each between eos tokens), saved with save_pretrained."""
     torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_bpe(DOCS * 4 + ["the a an of to is and in"] * 4, vocab_size=300, min_frequency=2)
     tokenizer_path = folder / "tokenizer.json"
     save_tokenizer(tokenizer, tokenizer_path)
@@ -56,6 +59,12 @@ def train_checkpoint(folder: Path, steps: int = 150) -> Path:
     return save_pretrained(model.eval(), cfg, tokenizer_path, folder / "checkpoint")
 
 
+@functools.cache
+def shared_checkpoint() -> Path:
+    """One trained checkpoint for every eval test file of the session (treat it as read-only)."""
+    return train_checkpoint(Path(tempfile.mkdtemp(prefix="eval-checkpoint-")))
+
+
 def write_user_tasks(folder: Path) -> tuple[Path, Path]:
     rows = [{"question": q, "options": options, "label": options.index(a), "answer": a} for q, a, options in FACTS]
     (folder / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -68,10 +77,10 @@ def write_user_tasks(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Model:
+def trained() -> Model:
     from codemix.model.checkpoint import load_pretrained
 
-    decoder, _, tokenizer = load_pretrained(train_checkpoint(tmp_path_factory.mktemp("trained")))
+    decoder, _, tokenizer = load_pretrained(shared_checkpoint())
     return Model(decoder, tokenizer, tokenizer.token_to_id(EOS))
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codemix._streaming import streaming
 from codemix.data.corpus import TOKENS_COLUMN, Corpus
 from codemix.errors import ConfigError
 from codemix.eval.runner import Model
@@ -19,6 +18,8 @@ from codemix.eval.runner import Model
 
 def _val_samples(corpus: Corpus, source: str, limit: int) -> list[np.ndarray]:
     """Up to `limit` samples of a source's val split, read straight from its MDS shards."""
+    from codemix._streaming import streaming  # seconds to import: only held-out loss pays for it
+
     folder = corpus.split_dir(source, "val")
     index_path = folder / "index.json"
     if not index_path.is_file():
