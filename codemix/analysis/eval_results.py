@@ -1,0 +1,67 @@
+"""The one adapter between `codemix eval`'s results JSON and the report.
+
+The report needs, per evaluated stage: the study's category scores and, for the paired bootstrap, one
+score per example of every task. `codemix eval` writes (codemix/eval/harness.py, schema 1):
+
+    {"tasks": {name: {"category": "reasoning"|"knowledge"|"code"|"extra", "primary_metric": "acc",
+                      "score": 0.61, "records": [{"id": ..., "<primary_metric>": 1.0, ...}, ...]}},
+     "aggregate": {"reasoning": {"score": 0.52, "tasks": [...], "missing": [...]}, "knowledge": {...},
+                   "code": {...}, "nl_avg": {"score": ...}, "total_avg": {"score": ...}},
+     "failed": {name: {"error": ...}}, "unavailable": {name: reason}, ...}
+
+Scores are fractions in [0, 1]; the report shows them as percentages, like the study's Table 2.
+If the format changes, this module is the only place to follow it."""
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codemix.errors import ConfigError
+
+CATEGORIES = ("reasoning", "knowledge", "code")
+AVERAGES = {"nl_avg": ("reasoning", "knowledge"), "total_avg": ("reasoning", "knowledge", "code")}
+
+
+@dataclass(frozen=True)
+class TaskScores:
+    category: str
+    metric: str
+    score: float
+    examples: dict[str, float]  # example id -> its score under the task's primary metric
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    path: Path
+    tasks: dict[str, TaskScores]
+    # "reasoning", "knowledge", "code", "nl_avg", "total_avg" -> score, None when not computable.
+    summary: dict[str, float | None]
+    missing: dict[str, list[str]] = field(default_factory=dict)  # category -> study tasks not scored
+
+    def tasks_of(self, category: str) -> list[str]:
+        return sorted(name for name, task in self.tasks.items() if task.category == category)
+
+
+def read_eval_results(path: Path) -> EvalScores:
+    """Read one results JSON; a file that is not one says so, naming the file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        tasks = {name: _task(task) for name, task in raw["tasks"].items()}
+        aggregate = raw["aggregate"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a codemix eval results file: {type(err).__name__}: {err}") from err
+    summary = {name: _score(aggregate.get(name)) for name in (*CATEGORIES, *AVERAGES)}
+    missing = {name: list(aggregate.get(name, {}).get("missing", [])) for name in CATEGORIES}
+    return EvalScores(Path(path), tasks, summary, missing)
+
+
+def _task(task: dict) -> TaskScores:
+    metric = task["primary_metric"]
+    examples = {str(record["id"]): float(record[metric]) for record in task.get("records", [])}
+    return TaskScores(task["category"], metric, float(task["score"]), examples)
+
+
+def _score(entry: dict | None) -> float | None:
+    score = None if entry is None else entry.get("score")
+    return None if score is None or math.isnan(score) else float(score)

@@ -1,0 +1,89 @@
+"""The report's figures as PNG: validation loss per source along each arm, and one bar chart per study
+score. matplotlib's object API (Figure renders with Agg) keeps pyplot's global state and any display
+backend out of it."""
+
+import math
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from codemix.analysis.curves import Curve
+from codemix.analysis.table import SCORE_TITLES, Row
+
+BILLION, MILLION = 1e9, 1e6
+COLORS = {"baseline": "tab:gray", "pretraining": "tab:orange", "cooldown": "tab:blue"}
+
+
+def loss_curves_figure(curves: dict[str, dict[str, Curve]], path: Path) -> Path | None:
+    """One panel per source, one line per arm; None when no stage logged validation loss."""
+    sources = sorted({source for arm in curves.values() for source in arm})
+    if not sources:
+        return None
+    columns = min(3, len(sources))
+    rows = math.ceil(len(sources) / columns)
+    figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    scale, unit = _token_unit(max(t for arm in curves.values() for c in arm.values() for t in c.tokens))
+    for ax, source in zip(axes, sources):
+        for arm, arm_curves in curves.items():
+            curve = arm_curves.get(source)
+            if curve is not None:
+                ax.plot([t / scale for t in curve.tokens], curve.loss, marker=".", label=arm)
+        ax.set_title(f"validation loss: {source}")
+        ax.set_xlabel(f"tokens along the arm ({unit})")
+        ax.set_ylabel("loss (nats/token)")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(sources):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
+    return _save(figure, path)
+
+
+def score_figure(rows: list[Row], score: str, path: Path) -> Path | None:
+    """Bars of one study score per evaluated stage (percent), the baseline's value dashed; the
+    delta against the baseline (relative %, with its interval) written above each bar. None when
+    nothing was scored."""
+    scored = [row for row in rows if row.score(score) is not None]
+    if not scored:
+        return None
+    figure = Figure(figsize=(max(6.0, 0.9 * len(scored) + 2), 4.5), layout="constrained")
+    ax = figure.subplots()
+    values = [100 * row.score(score) for row in scored]
+    colors = [COLORS["baseline" if row.baseline is row else "cooldown" if row.is_cooldown else "pretraining"]
+              for row in scored]
+    bars = ax.bar(range(len(scored)), values, color=colors)
+    for bar, row in zip(bars, scored):
+        delta = row.deltas.get(score)
+        if delta is not None and delta.relative.estimate is not None:
+            relative = delta.relative
+            ax.annotate(f"{relative.estimate:+.1f}%\n[{relative.low:+.1f}, {relative.high:+.1f}]",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize="x-small")
+    baselines = {id(row.baseline): row.baseline for row in scored if row.baseline is not None}
+    for baseline in baselines.values():
+        if baseline.score(score) is not None:
+            ax.axhline(100 * baseline.score(score), color="tab:gray", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(scored)), [row.run.label for row in scored], rotation=30, ha="right", fontsize="small")
+    ax.set_ylabel(f"{SCORE_TITLES[score]} (%)")
+    ax.set_title(f"{SCORE_TITLES[score]}, with the change vs the baseline [95% interval]")
+    ax.margins(y=0.2)  # room for the labels above the bars
+    ax.legend(handles=[Patch(color=color, label=name) for name, color in COLORS.items()], fontsize="small",
+              loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def _token_unit(largest: float) -> tuple[float, str]:
+    return (BILLION, "B") if largest >= BILLION else (MILLION, "M") if largest >= MILLION else (1.0, "tokens")
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    """Atomically: a reader never sees half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    figure.savefig(tmp, format="png", dpi=110)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,219 @@
+"""`codemix report`: the study's comparison from evaluated stage directories, as report.md, CSV tables
+and PNG figures in one output directory (every file written atomically).
+
+    report.md         Table 2 layout, deltas vs the text-only baseline with paired bootstrap 95%
+                      intervals, win-rates, figures, and what the scores do not cover
+    table2.csv        one row per stage: tokens (per kind, and as the study's text/code columns), scores
+    deltas.csv        one row per stage and score: absolute and relative delta with their intervals
+    winrates.csv      one row per judged pair (when win-rate files are given)
+    figures/          loss_curves.png (validation loss per source along each arm), score_<name>.png"""
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from codemix.analysis.bootstrap import Interval, fmt_interval
+from codemix.analysis.curves import curves_by_arm
+from codemix.analysis.plots import loss_curves_figure, score_figure
+from codemix.analysis.runs import StageRun, find_stages
+from codemix.analysis.table import SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
+from codemix.analysis.winrates import WinRate, read_winrates
+
+FIGURES = "figures"
+
+
+@dataclass(frozen=True)
+class Report:
+    out: Path
+    rows: list[Row]
+    winrates: list[WinRate]
+    files: list[Path]
+
+    @property
+    def markdown(self) -> Path:
+        return self.out / "report.md"
+
+
+def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, winrate_paths: list[Path] = (),
+                 options: BootstrapOptions = BootstrapOptions()) -> Report:
+    stages = find_stages(run_dirs)
+    rows = build_rows(stages, baseline, options)
+    winrates = read_winrates(list(winrate_paths), rows, options)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [loss_curves_figure(curves_by_arm(stages), out / FIGURES / "loss_curves.png")]
+    figures += [score_figure(rows, score, out / FIGURES / f"score_{score}.png") for score in SCORES]
+    figures = [f for f in figures if f is not None]
+    files = [_write(out / "table2.csv", _table_csv(rows)), _write(out / "deltas.csv", _deltas_csv(rows))]
+    if winrates:
+        files.append(_write(out / "winrates.csv", _winrates_csv(winrates)))
+    markdown = _markdown(rows, winrates, [f.relative_to(out) for f in figures], run_dirs, options)
+    files.append(_write(out / "report.md", markdown))
+    return Report(out, rows, winrates, files + figures)
+
+
+# ---- formatting -------------------------------------------------------------------------------------
+def fmt_tokens(tokens: float, added: bool) -> str:
+    """400B, 1.31M, 655K as in the study's table; '+' for tokens a stage adds on top of its parent."""
+    if tokens <= 0:
+        return "-"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if tokens >= scale:
+            value = tokens / scale
+            text = f"{value:.0f}{unit}" if abs(value - round(value)) < 0.05 else f"{value:.3g}{unit}"
+            break
+    else:
+        text = f"{tokens:.0f}"
+    return f"+{text}" if added else text
+
+
+def _pct(score: float | None) -> str:
+    return "-" if score is None else f"{100 * score:.1f}"
+
+
+def _delta_cell(row: Row, score: str) -> str:
+    delta = row.deltas.get(score)
+    if delta is None:
+        return "-"
+    if delta.relative.estimate is None:  # the baseline scores 0: only the change in points means something
+        return fmt_interval(_scaled(delta.absolute, 100), unit=" pts")
+    return fmt_interval(delta.relative, unit="%")
+
+
+def _scaled(interval: Interval, factor: float) -> Interval:
+    return Interval(*(None if v is None else v * factor for v in (interval.estimate, interval.low, interval.high)))
+
+
+def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run_dirs: list[Path],
+              options: BootstrapOptions) -> str:
+    arms = list(dict.fromkeys(row.run.arm for row in rows))
+    baseline = next((row.baseline.run.arm for row in rows if row.baseline is not None), None)
+    lines = [
+        "# codemix report", "",
+        f"{len(rows)} stages of {len(arms)} arms from {', '.join(str(p) for p in run_dirs)}; "
+        f"written {datetime.now(timezone.utc).isoformat(timespec='seconds')}.", "",
+        "Scores are percentages (accuracy, exact match, pass@1) in the layout of the study's Table 2; "
+        "token columns count what each stage trained on ('+' = on top of its parent; markup, "
+        "code-adjacent and synthetic count as code, high-quality text as text).", "",
+        "## Table 2", "",
+        "| arm | stage | text | code | reasoning | knowledge | NL avg | code | total avg |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        text, code = row.run.text_and_code_tokens()
+        added = row.run.parent_identity is not None
+        lines.append(f"| {row.run.arm} | {row.run.stage} | {fmt_tokens(text, added)} | {fmt_tokens(code, added)} | "
+                     + " | ".join(_pct(row.score(s)) for s in ("reasoning", "knowledge", "nl_avg", "code", "total_avg"))
+                     + " |")
+    lines += ["", "## Change against the text-only baseline", ""]
+    if baseline is None:
+        lines.append("No baseline: no arm is named '...text-only' and none was given with --baseline.")
+    else:
+        lines += [
+            f"Baseline arm: **{baseline}**. Cooldown stages are compared with its cooldown, the others with "
+            "its last stage before the cooldown. Relative change in % (in points where the baseline scores 0), "
+            f"with a paired bootstrap {options.level:.0%} interval over examples "
+            f"({options.resamples} resamples, seed {options.seed}).", "",
+            "| arm | stage | vs | reasoning | knowledge | NL avg | code | total avg |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            if row.deltas:
+                lines.append(f"| {row.run.arm} | {row.run.stage} | {row.baseline.run.label} | "
+                             + " | ".join(_delta_cell(row, s) for s in ("reasoning", "knowledge", "nl_avg", "code",
+                                                                          "total_avg")) + " |")
+    if winrates:
+        lines += ["", "## Generative win-rates", "",
+                  "Both answer orders judged; a prompt is a win only when the orders agree (else a tie). "
+                  f"Win rates in % with a bootstrap {options.level:.0%} interval over prompts.", "",
+                  "| A | B | prompts | A wins | B wins | ties | A win rate | B win rate |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {w.a} | {w.b} | {w.prompts} | {w.wins_a} | {w.wins_b} | {w.ties} | "
+                  f"{_rate(w.win_rate_a)} | {_rate(w.win_rate_b)} |" for w in winrates]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{f.stem}]({f.as_posix()})" for f in figures]
+    lines += ["", "## Coverage", ""] + _coverage(rows)
+    return "\n".join(lines) + "\n"
+
+
+def _rate(interval: Interval) -> str:
+    return f"{interval.estimate:.1f} [{interval.low:.1f}, {interval.high:.1f}]"
+
+
+def _coverage(rows: list[Row]) -> list[str]:
+    """What the averages leave out, so a shrunken average is never read as the study's."""
+    lines = []
+    unevaluated = [row.run.label for row in rows if row.scores is None]
+    if unevaluated:
+        lines.append(f"- not evaluated (no eval/results.json): {', '.join(unevaluated)}")
+    missing: dict[str, set[str]] = {}
+    for row in rows:
+        for category, tasks in (row.scores.missing if row.scores else {}).items():
+            missing.setdefault(category, set()).update(tasks)
+    for category, tasks in missing.items():
+        if tasks:
+            lines.append(f"- {category}: the study's {', '.join(sorted(tasks))} not scored in at least one stage "
+                         "(unavailable, failed or not run); the average covers the rest")
+    return lines or ["- every stage was evaluated on the study's full suite"]
+
+
+# ---- CSV ---------------------------------------------------------------------------------------------
+def _table_csv(rows: list[Row]) -> str:
+    records = []
+    for row in rows:
+        run: StageRun = row.run
+        text, code = run.text_and_code_tokens()
+        records.append({
+            "arm": run.arm, "stage": run.stage, "identity": run.identity, "parent_identity": run.parent_identity or "",
+            "text_tokens": int(text), "code_tokens": int(code),
+            "tokens_by_kind": json.dumps(run.tokens_by_kind(), sort_keys=True),
+            "cumulative_tokens_by_kind": json.dumps(run.tokens_by_kind(cumulative=True), sort_keys=True),
+            **{f"{s}_pct": _pct(row.score(s)) if row.score(s) is not None else "" for s in SCORES},
+            "results": str(run.results_path) if row.scores else "",
+        })
+    return _csv(records)
+
+
+def _deltas_csv(rows: list[Row]) -> str:
+    records = []
+    for row in rows:
+        for score, delta in row.deltas.items():
+            absolute, relative = _scaled(delta.absolute, 100), delta.relative
+            records.append({
+                "arm": row.run.arm, "stage": row.run.stage, "baseline": row.baseline.run.label,
+                "score": SCORE_TITLES[score], "arm_pct": 100 * delta.arm, "baseline_pct": 100 * delta.base,
+                "delta_pts": absolute.estimate, "delta_pts_low": absolute.low, "delta_pts_high": absolute.high,
+                "relative_pct": _blank(relative.estimate), "relative_pct_low": _blank(relative.low),
+                "relative_pct_high": _blank(relative.high),
+            })
+    return _csv(records)
+
+
+def _winrates_csv(winrates: list[WinRate]) -> str:
+    return _csv([{"a": w.a, "b": w.b, "prompts": w.prompts, "wins_a": w.wins_a, "wins_b": w.wins_b, "ties": w.ties,
+                  "win_rate_a_pct": w.win_rate_a.estimate, "win_rate_a_low": w.win_rate_a.low,
+                  "win_rate_a_high": w.win_rate_a.high, "win_rate_b_pct": w.win_rate_b.estimate,
+                  "file": str(w.path)} for w in winrates])
+
+
+def _blank(value: float | None) -> object:
+    return "" if value is None else value
+
+
+def _csv(records: list[dict]) -> str:
+    text = io.StringIO()
+    if records:
+        writer = csv.DictWriter(text, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    return text.getvalue()
+
+
+def _write(path: Path, content: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(content)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,137 @@
+"""Finding the trained stages a report covers, and what each one trained on.
+
+`codemix train` writes runs/<recipe>/<stage>-<identity>/ with lineage.json (written last, with
+"completed": true), metrics.csv and final/; `codemix eval` adds eval/results.json. A stage that two
+recipes share lives once and is linked into the second recipe's directory, so the directory a stage
+is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage."""
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable
+
+from codemix.analysis.kinds import text_and_code
+from codemix.errors import ConfigError
+
+LINEAGE = "lineage.json"
+RESULTS = Path("eval") / "results.json"
+METRICS = "metrics.csv"
+STAGE_INDEX = "_stages"  # runs/_stages/<identity>: the training cache's index, not an arm
+
+
+@dataclass(frozen=True)
+class StageRun:
+    arm: str  # the recipe run directory the stage was found in
+    path: Path
+    lineage: dict
+
+    @property
+    def stage(self) -> str:
+        """The stage's name in this arm (its directory is <stage>-<identity>)."""
+        name, _, identity = self.path.name.rpartition("-")
+        return name if name and identity == self.identity else str(self.lineage.get("stage", self.path.name))
+
+    @property
+    def identity(self) -> str:
+        return str(self.lineage["identity"])
+
+    @property
+    def parent_identity(self) -> str | None:
+        parent = self.lineage.get("parent")
+        return parent.get("identity") if parent else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}/{self.stage}"
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """source -> kind, from the stage's target-vs-observed table."""
+        return {row["source"]: row["kind"] for row in self.lineage.get("mixture", [])}
+
+    def tokens_by_kind(self, cumulative: bool = False) -> dict[str, int]:
+        key = "cumulative_tokens_per_source" if cumulative else "tokens_per_source"
+        by_kind: dict[str, int] = {}
+        for source, tokens in self.lineage.get(key, {}).items():
+            kind = self.kinds.get(source, source)
+            by_kind[kind] = by_kind.get(kind, 0) + int(tokens)
+        return by_kind
+
+    def text_and_code_tokens(self) -> tuple[float, float]:
+        """The tokens this stage itself added, as the study's text and code columns."""
+        return text_and_code(self.tokens_by_kind())
+
+    @property
+    def tokens_before(self) -> int:
+        """Tokens of every ancestor stage: where this stage starts on the arm's token axis."""
+        return sum(self.lineage.get("cumulative_tokens_per_source", {}).values()) - int(self.lineage.get("tokens", 0))
+
+    @property
+    def batch_tokens(self) -> int:
+        config = self.lineage.get("stage_config", {})
+        return int(config.get("global_batch", 0)) * int(config.get("seq_len", 0))
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+
+def find_stages(paths: Iterable[Path]) -> list[StageRun]:
+    """Every completed stage under `paths`, each a stage dir, a recipe run dir (runs/<recipe>) or a
+    runs root; in the order given, arms sorted by name within a directory, and each arm's stages in
+    training order (parents first)."""
+    found: list[StageRun] = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir():
+            raise ConfigError(f"{path}: no such run directory")
+        before = len(found)
+        found += _walk(path)
+        if len(found) == before:
+            raise ConfigError(f"{path}: no completed stage (a directory with a {LINEAGE} marked completed) in it")
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for run in found:  # the same directory given twice (a root and one of its arms) counts once
+        if (run.arm, run.identity) not in seen:
+            seen.add((run.arm, run.identity))
+            unique.append(run)
+    return _in_training_order(unique)
+
+
+def _walk(path: Path) -> list[StageRun]:
+    if (path / LINEAGE).is_file():
+        stage = _stage_run(path.parent.name, path)
+        return [stage] if stage else []
+    children = sorted(child for child in path.iterdir() if child.is_dir() and child.name != STAGE_INDEX)
+    if any((child / LINEAGE).is_file() for child in children):
+        return [stage for child in children if (stage := _stage_run(path.name, child))]
+    return [stage for child in children for stage in _walk(child)]
+
+
+def _stage_run(arm: str, path: Path) -> StageRun | None:
+    if not (path / LINEAGE).is_file():
+        return None
+    try:
+        lineage = json.loads((path / LINEAGE).read_text())
+    except ValueError as err:
+        raise ConfigError(f"{path / LINEAGE}: not JSON: {err}") from err
+    return StageRun(arm, path, lineage) if lineage.get("completed") is True else None
+
+
+def _in_training_order(runs: list[StageRun]) -> list[StageRun]:
+    """Arms in first-seen order; within an arm, by depth in the lineage (from-scratch stages first)."""
+    by_identity = {run.identity: run for run in runs}
+
+    def depth(run: StageRun) -> int:
+        steps, parent = 0, run.parent_identity
+        while parent is not None and parent in by_identity and steps < len(runs):
+            steps, parent = steps + 1, by_identity[parent].parent_identity
+        return steps
+
+    arms = list(dict.fromkeys(run.arm for run in runs))
+    return sorted(runs, key=lambda run: (arms.index(run.arm), depth(run)))

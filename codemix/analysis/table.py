@@ -1,0 +1,103 @@
+"""The study's Table 2 over evaluated stages, and each row's deltas against the text-only baseline.
+
+Rows: one per stage, the baseline arm first, then the arms in the order found, each arm's stages in
+training order; a stage that an earlier arm already showed (the same identity: a shared init or CPT)
+is not repeated.
+
+Baseline: by default the arm whose name ends in "text-only" (tiny-text-only, paper-470m-text-only).
+A cooldown stage is compared with the baseline's cooldown, every other stage with the baseline's last
+stage before its cooldown, as the study compares cooled-down models with cooled-down ones."""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codemix.analysis.bootstrap import Delta, Pair, paired_delta
+from codemix.analysis.eval_results import AVERAGES, CATEGORIES, EvalScores, read_eval_results
+from codemix.analysis.runs import StageRun
+from codemix.errors import ConfigError
+
+COOLDOWN = "cooldown"
+SCORES = (*CATEGORIES, *AVERAGES)  # reasoning, knowledge, code, nl_avg, total_avg
+SCORE_TITLES = {"reasoning": "reasoning", "knowledge": "knowledge", "code": "code",
+                "nl_avg": "NL avg", "total_avg": "total avg"}
+DEFAULT_BASELINE = re.compile(r"(^|[-_])text[-_]only$")
+
+
+@dataclass
+class Row:
+    run: StageRun
+    scores: EvalScores | None
+    baseline: "Row | None" = None
+    deltas: dict[str, Delta] = field(default_factory=dict)  # score name -> delta vs the baseline
+
+    @property
+    def is_cooldown(self) -> bool:
+        return self.run.stage == COOLDOWN
+
+    def score(self, name: str) -> float | None:
+        return None if self.scores is None else self.scores.summary.get(name)
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    resamples: int = 2000
+    level: float = 0.95
+    seed: int = 0
+
+
+def build_rows(runs: list[StageRun], baseline_arm: str | None = None,
+               options: BootstrapOptions = BootstrapOptions()) -> list[Row]:
+    """Rows of the table, with deltas against the baseline where both sides were evaluated."""
+    arm = _baseline_arm(list(dict.fromkeys(run.arm for run in runs)), baseline_arm)
+    shown: set[str] = set()
+    rows = []
+    for run in sorted(runs, key=lambda run: run.arm != arm):  # the baseline first, as in the study; stable
+        if run.identity in shown:
+            continue
+        shown.add(run.identity)
+        rows.append(Row(run, read_eval_results(run.results_path) if run.results_path.is_file() else None))
+    baseline_rows = [row for row in rows if row.run.arm == arm]
+    for row in rows:
+        row.baseline = _baseline_for(row, baseline_rows)
+        if row.baseline is not None and row.baseline is not row and row.scores and row.baseline.scores:
+            row.deltas = score_deltas(row.scores, row.baseline.scores, options)
+    return rows
+
+
+def _baseline_arm(arms: list[str], wanted: str | None) -> str | None:
+    if wanted is not None:
+        if wanted not in arms:
+            raise ConfigError(f"--baseline {wanted!r}: no such arm among the runs ({', '.join(arms)})")
+        return wanted
+    return next((arm for arm in arms if DEFAULT_BASELINE.search(arm)), None)
+
+
+def _baseline_for(row: Row, baseline_rows: list[Row]) -> Row | None:
+    cooldowns = [r for r in baseline_rows if r.is_cooldown]
+    others = [r for r in baseline_rows if not r.is_cooldown]
+    candidates = cooldowns if row.is_cooldown else others
+    return candidates[-1] if candidates else None
+
+
+def score_deltas(arm: EvalScores, base: EvalScores, options: BootstrapOptions) -> dict[str, Delta]:
+    """Each study score's delta, bootstrapped over the examples both models were scored on."""
+    pairs = {category: _pairs(arm, base, category) for category in CATEGORIES}
+    deltas = {}
+    for name in SCORES:
+        groups = [pairs[category] for category in AVERAGES.get(name, (name,))]
+        if all(groups):
+            deltas[name] = paired_delta(groups, options.resamples, options.level, options.seed)
+    return deltas
+
+
+def _pairs(arm: EvalScores, base: EvalScores, category: str) -> list[Pair]:
+    """Per task of the category that both evaluated: the two models' scores on their common examples."""
+    pairs = []
+    for task in sorted(set(arm.tasks_of(category)) & set(base.tasks_of(category))):
+        a, b = arm.tasks[task].examples, base.tasks[task].examples
+        common = sorted(set(a) & set(b))
+        if common:
+            pairs.append((np.array([a[i] for i in common]), np.array([b[i] for i in common])))
+    return pairs
