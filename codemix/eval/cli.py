@@ -27,9 +27,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.target in ("-h", "--help"):
         print(__doc__)
         return 0
+    command = ["codemix", "eval", args.target, *args.rest]
     if args.target == WINRATE:
-        return run_winrate(winrate_parser().parse_args(args.rest))
-    return run_eval(eval_parser().parse_args([args.target, *args.rest]))
+        return run_winrate(winrate_parser().parse_args(args.rest), command)
+    return run_eval(eval_parser().parse_args([args.target, *args.rest]), command)
 
 
 def _csv(text: str) -> list[str]:
@@ -86,7 +87,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.harness import evaluate
     from codemix.eval.results import resolve_target
     from codemix.eval.runner import EvalOptions
@@ -103,7 +104,7 @@ def run_eval(args: argparse.Namespace) -> int:
     options = EvalOptions(num_fewshot=args.num_fewshot, seed=args.seed, limit=args.limit, batch_size=args.batch_size,
                           code_samples=args.code_samples, code_temperature=args.code_temperature,
                           pass_ks=args.pass_k, sandbox=Sandbox(limits, workers=args.workers))
-    results = evaluate(target, tasks, options, out=args.out, corpus=args.corpus,
+    results = evaluate(target, tasks, options, command, out=args.out, corpus=args.corpus,
                        heldout_samples=args.heldout_samples, device=args.device, progress=_say)
     for name, value in results["aggregate"].items():
         score = value["score"]
@@ -115,11 +116,11 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_winrate(args: argparse.Namespace) -> int:
+def run_winrate(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.generation import GenerationConfig, generate
     from codemix.eval.harness import load_model
     from codemix.eval.judge import PROMPTS, HttpJudge, LocalJudge, load_prompts, win_rate
-    from codemix.eval.results import checkpoint_identity, command_line, resolve_target, write_results
+    from codemix.eval.results import checkpoint_identity, resolve_target, write_results
 
     prompts = load_prompts(args.prompts or PROMPTS)[: args.limit]
     targets = [resolve_target(path) for path in (args.a, args.b)]
@@ -136,7 +137,7 @@ def run_winrate(args: argparse.Namespace) -> int:
         answers.append([t[0].strip() for t in texts])
     _say(f"judging {len(prompts)} prompts x 2 orders with {args.judge}")
     result = win_rate(prompts, answers[0], answers[1], judge)
-    result.update(command=command_line(), judge={"endpoint": args.judge, "model": args.judge_model},
+    result.update(command=command, judge={"endpoint": args.judge, "model": args.judge_model},
                   a=checkpoint_identity(targets[0]), b=checkpoint_identity(targets[1]))
     name = lambda t: (t.stage_dir or t.weights_dir).name  # noqa: E731
     out = args.out or reports_dir() / "winrate" / f"{name(targets[0])}-vs-{name(targets[1])}.json"

@@ -33,12 +33,13 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 def generate(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], cfg: GenerationConfig,
              eos_id: int | None = None) -> list[list[str]]:
     """`cfg.samples` completions for each prompt, in prompt order."""
-    room = model.cfg.max_seq_len - cfg.max_new_tokens
-    if room < 1:
-        raise ValueError(f"max_new_tokens {cfg.max_new_tokens} leaves no room in max_seq_len {model.cfg.max_seq_len}")
+    # A long prompt keeps its last tokens; it keeps at least half the window even when that leaves
+    # fewer than max_new_tokens to generate.
+    window = model.cfg.max_seq_len
+    room = max(window // 2, window - cfg.max_new_tokens)
     # A prompt starts after eos, as every training document does.
-    start = [] if eos_id is None else [eos_id]
-    encoded = [(start + tokenizer.encode(p, add_special_tokens=False).ids)[-room:] for p in prompts]
+    prefix = [] if eos_id is None else [eos_id]
+    encoded = [(prefix + tokenizer.encode(p, add_special_tokens=False).ids)[-room:] for p in prompts]
     by_length: dict[int, list[int]] = defaultdict(list)
     for index, ids in enumerate(encoded):
         by_length[len(ids)].extend([index] * cfg.samples)
@@ -49,22 +50,23 @@ def generate(model: Decoder, tokenizer: Tokenizer, prompts: Sequence[str], cfg: 
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start:start + cfg.batch_size]
             ids = torch.tensor([encoded[i] for i in chunk])
-            for index, text in zip(chunk, _continue(model, tokenizer, ids, cfg, eos_id, generator)):
+            steps = min(cfg.max_new_tokens, window - length)
+            for index, text in zip(chunk, _continue(model, tokenizer, ids, cfg, steps, eos_id, generator)):
                 outputs[index].append(text)
     return outputs
 
 
 @torch.inference_mode()
-def _continue(model: Decoder, tokenizer: Tokenizer, ids: torch.Tensor, cfg: GenerationConfig,
+def _continue(model: Decoder, tokenizer: Tokenizer, ids: torch.Tensor, cfg: GenerationConfig, steps: int,
               eos_id: int | None, generator: torch.Generator) -> list[str]:
     device = next(model.parameters()).device
     batch = ids.shape[0]
     sequence = ids.to(device)
-    cache = model.new_cache(batch, ids.shape[1] + cfg.max_new_tokens) if cfg.use_cache else None
+    cache = model.new_cache(batch, ids.shape[1] + steps) if cfg.use_cache else None
     logits = model(sequence, cache=cache)[:, -1]
     new_tokens: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
-    for _ in range(cfg.max_new_tokens):
+    for step in range(steps):
         token = _pick(logits.float(), cfg.temperature, generator)
         for row in range(batch):
             if done[row]:
@@ -75,13 +77,13 @@ def _continue(model: Decoder, tokenizer: Tokenizer, ids: torch.Tensor, cfg: Gene
             new_tokens[row].append(int(token[row]))
             if cfg.stop:
                 done[row] = cut_at_stop(tokenizer.decode(new_tokens[row]), cfg.stop)[1]
-        if all(done):
+        if all(done) or step == steps - 1:
             break
-        step = token.to(device)[:, None]
+        chosen = token.to(device)[:, None]
         if cache is not None:
-            logits = model(step, cache=cache)[:, -1]
+            logits = model(chosen, cache=cache)[:, -1]
         else:
-            sequence = torch.cat([sequence, step], dim=1)
+            sequence = torch.cat([sequence, chosen], dim=1)
             logits = model(sequence)[:, -1]
     return [cut_at_stop(tokenizer.decode(tokens), cfg.stop)[0] for tokens in new_tokens]
 

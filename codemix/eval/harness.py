@@ -11,7 +11,7 @@ from codemix.data.corpus import Corpus
 from codemix.data.tokenizer import EOS, file_hash
 from codemix.eval.aggregate import aggregate
 from codemix.eval.heldout import heldout_loss
-from codemix.eval.results import Target, checkpoint_identity, command_line, lineage, write_results
+from codemix.eval.results import Target, checkpoint_identity, lineage, write_results
 from codemix.eval.runner import EvalOptions, Model, run_task
 from codemix.eval.tasks.base import TaskSpec
 from codemix.eval.tasks.registry import UNAVAILABLE
@@ -36,15 +36,15 @@ def corpus_for(target: Target, corpus: str | Path | None) -> Corpus | None:
     return None
 
 
-def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, out: Path | None = None,
-             corpus: str | Path | None = None, heldout_samples: int = 64, device: str = "cpu",
-             progress: Progress = print) -> dict:
+def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, command: list[str],
+             out: Path | None = None, corpus: str | Path | None = None, heldout_samples: int = 64,
+             device: str = "cpu", progress: Progress = print) -> dict:
     started = time.monotonic()
     model = load_model(target, device)
     results: dict = {
         "schema": 1,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(),
+        "command": command,
         "checkpoint": checkpoint_identity(target),
         "options": {"num_fewshot": options.num_fewshot, "seed": options.seed, "limit": options.limit,
                     "code_samples": options.code_samples, "code_temperature": options.code_temperature,

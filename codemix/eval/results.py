@@ -6,7 +6,6 @@ directory of `codemix train`, whose weights are in final/ and whose identity is 
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +52,6 @@ def checkpoint_identity(target: Target) -> dict:
         for block in iter(lambda: weights.read(1 << 22), b""):
             digest.update(block)
     return {"kind": "checkpoint", "weights": str(target.weights_dir / WEIGHTS), "sha256": digest.hexdigest()}
-
-
-def command_line() -> list[str]:
-    return [Path(sys.argv[0]).name, *sys.argv[1:]]
 
 
 def write_results(path: Path, results: dict) -> Path:
