@@ -4,8 +4,10 @@ Four sources, one per study kind, read from this machine (the Python stdlib, the
 Python documentation's reST, Debian change logs) and capped so the build takes seconds on 2 cores.
 Tests that need shards, a tokenizer and manifests use it instead of making their own."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -67,6 +69,18 @@ SMALL_CORPUS_SPEC = {
         },
     ],
 }
+
+
+def read_samples(split_dir: Path) -> np.ndarray:
+    """All samples of an MDS split, through streaming's own shard reader: [samples, seq_len]."""
+    from codemix._streaming import streaming
+
+    index = json.loads((split_dir / "index.json").read_text())
+    rows = []
+    for shard in index["shards"]:
+        reader = streaming.base.format.reader_from_json(str(split_dir), None, shard)
+        rows += [reader.get_item(i)["tokens"] for i in range(reader.samples)]
+    return np.stack(rows) if rows else np.empty((0, 0))
 
 
 def write_small_corpus_spec(folder: Path, **changes) -> Path:

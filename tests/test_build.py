@@ -1,6 +1,5 @@
 """The corpus build: the on-disk contract, up-to-date re-runs, and a build killed half-way."""
 
-import json
 import os
 import shutil
 import signal
@@ -11,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus_fixtures import SMALL_CORPUS_SPEC, write_small_corpus_spec
+from corpus_fixtures import SMALL_CORPUS_SPEC, read_samples, write_small_corpus_spec
 
-from codemix._streaming import streaming
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus
@@ -24,16 +22,6 @@ MANIFEST_KEYS = {
     "name", "kind", "licence", "provenance", "documents", "tokens", "bytes", "tokenizer_hash",
     "filters", "skipped", "splits", "build_command",
 }
-
-
-def read_samples(split_dir: Path) -> np.ndarray:
-    """All samples of an MDS split, through streaming's own shard reader: [samples, seq_len]."""
-    index = json.loads((split_dir / "index.json").read_text())
-    rows = []
-    for shard in index["shards"]:
-        reader = streaming.base.format.reader_from_json(str(split_dir), None, shard)
-        rows += [reader.get_item(i)["tokens"] for i in range(reader.samples)]
-    return np.stack(rows) if rows else np.empty((0, 0))
 
 
 def shard_files(corpus_dir: Path) -> dict[str, bytes]:

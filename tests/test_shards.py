@@ -1,0 +1,93 @@
+"""Tokenize + pack + write: exact samples, eos between documents, a deterministic validation split."""
+
+import random
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus_fixtures import read_samples
+from tokenizers import Tokenizer
+
+from codemix.data import shards
+from codemix.data.corpus import SPLITS
+from codemix.data.shards import EncodeSettings, EncoderPool, SamplePacker, is_val, write_splits
+from codemix.data.tokenizer import save_tokenizer, special_ids, train_bpe
+
+SEQ_LEN = 64
+SEED = 3
+VAL_FRACTION = 0.2
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[str]:
+    """Paragraphs of real stdlib code: a few hundred documents of very different lengths."""
+    paragraphs = []
+    for name in ("textwrap.py", "shlex.py", "fnmatch.py", "bisect.py", "colorsys.py"):
+        paragraphs += [p for p in (STDLIB / name).read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    return paragraphs
+
+
+@pytest.fixture(scope="module")
+def settings(documents: list[str], tmp_path_factory: pytest.TempPathFactory) -> EncodeSettings:
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    tokenizer = train_bpe(documents, vocab_size=512, min_frequency=2)
+    save_tokenizer(tokenizer, path)
+    return EncodeSettings(str(path), special_ids(tokenizer)["eos_id"], "uint16", SEED, VAL_FRACTION)
+
+
+def test_samples_are_the_documents_eos_separated_and_cut_exactly(
+    documents: list[str], settings: EncodeSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(shards, "CHUNK_CHARS", 2000)  # many chunks, in flight on both workers at once
+    with EncoderPool(settings, processes=2) as pool:
+        counts = write_splits(pool, iter(documents), tmp_path, SEQ_LEN, "uint16")
+
+    tokenizer = Tokenizer.from_file(settings.tokenizer_path)
+    for split in SPLITS:
+        docs = [d for d in documents if is_val(d, SEED, VAL_FRACTION) == (split == "val")]
+        stream = np.array([t for d in docs for t in tokenizer.encode(d).ids + [settings.eos_id]], dtype=np.uint16)
+        full = len(stream) // SEQ_LEN
+        samples = read_samples(tmp_path / split)
+        np.testing.assert_array_equal(samples, stream[: full * SEQ_LEN].reshape(full, SEQ_LEN))
+        assert counts[split] == {
+            "documents": len(docs),
+            "samples": full,
+            "tokens": full * SEQ_LEN,
+            "dropped_tokens": len(stream) - full * SEQ_LEN,
+        }
+    assert 0.1 * len(documents) < counts["val"]["documents"] < 0.3 * len(documents)
+
+
+def test_split_depends_on_content_not_order_or_processes(documents: list[str], settings: EncodeSettings, tmp_path: Path):
+    shuffled = documents[:]
+    random.Random(0).shuffle(shuffled)
+    with EncoderPool(settings, processes=2) as pool:
+        ordered = write_splits(pool, documents, tmp_path / "ordered", SEQ_LEN, "uint16")
+    with EncoderPool(settings, processes=1) as pool:
+        reordered = write_splits(pool, shuffled, tmp_path / "shuffled", SEQ_LEN, "uint16")
+    for split in SPLITS:
+        assert ordered[split]["documents"] == reordered[split]["documents"]
+        total = ordered[split]["tokens"] + ordered[split]["dropped_tokens"]
+        assert total == reordered[split]["tokens"] + reordered[split]["dropped_tokens"]
+    # the seed picks the split: another seed holds out other documents
+    held_out = {seed: {d for d in documents if is_val(d, seed, VAL_FRACTION)} for seed in (SEED, SEED + 1)}
+    assert held_out[SEED] != held_out[SEED + 1]
+
+
+def test_validation_fraction_zero_gives_an_empty_readable_split(documents: list[str], settings: EncodeSettings, tmp_path: Path):
+    no_val = EncodeSettings(settings.tokenizer_path, settings.eos_id, "uint16", SEED, 0.0)
+    with EncoderPool(no_val, processes=1) as pool:
+        counts = write_splits(pool, documents[:20], tmp_path, SEQ_LEN, "uint16")
+    assert counts["val"] == {"documents": 0, "samples": 0, "tokens": 0, "dropped_tokens": 0}
+    assert len(read_samples(tmp_path / "val")) == 0 and counts["train"]["documents"] == 20
+
+
+def test_uint32_tokens_survive_the_round_trip(tmp_path: Path):
+    packer = SamplePacker(tmp_path / "train", seq_len=4, dtype="uint32")
+    packer.add(np.array([70_000, 1, 2], dtype=np.uint32), documents=1)
+    packer.add(np.array([3, 100_000, 5, 6, 7], dtype=np.uint32), documents=1)
+    counts = packer.finish()
+    np.testing.assert_array_equal(read_samples(tmp_path / "train"), [[70_000, 1, 2, 3], [100_000, 5, 6, 7]])
+    assert (counts.samples, counts.tokens, counts.dropped_tokens) == (2, 8, 0)
