@@ -105,6 +105,7 @@ def measure_loader(
         "stage_tokens": stage["tokens"],
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews both sides
         "loader": [_time_loader(corpus_path, stage, n) for n in workers],
     }
     if with_training_reference:
