@@ -11,8 +11,8 @@ Use, with the `harness` extra installed:
 (the arguments are lm_eval's own; PATH is a pretrained-model folder or a stage directory). lm_eval
 0.4.x finds models only in its own registry, so this entry imports the adapter (registering
 "codemix") and then runs lm_eval's command line. Releases of lm_eval that discover plugins through
-the `lm_eval.models` entry-point group take `lm_eval --model codemix ...` directly: codemix declares
-that entry point."""
+the `lm_eval.models` entry-point group take `lm_eval --model codemix ...` directly: codemix's
+pyproject.toml declares that entry point."""
 
 import logging
 import sys

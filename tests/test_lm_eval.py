@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,13 @@ def test_lm_eval_accuracy_equals_codemix_evaluation(adapter, checkpoint, tmp_pat
         assert prompts == [(record["prompt"], choice) for choice in record["choices"]]  # same prompts
         harness_logprobs = [float(resp[0]) for resp in sample["filtered_resps"]]
         assert harness_logprobs == pytest.approx(record["logprobs"], abs=1e-4)
+
+
+def test_installed_codemix_declares_the_lm_eval_model_entry_point():
+    """What lm_eval releases with plugin discovery read to resolve `--model codemix`."""
+    entry = {ep.name: ep for ep in entry_points(group="lm_eval.models")}.get("codemix")
+    assert entry is not None, "pyproject.toml lacks [project.entry-points.\"lm_eval.models\"] codemix = ..."
+    assert entry.load() is CodemixLM
 
 
 def _logprob_of_tail(model, ids: list[int], n: int) -> float:
