@@ -91,9 +91,13 @@ def results_json(tasks: dict[str, tuple[str, str, int, int]]) -> dict:
 
 
 def scores(piqa: int, hellaswag: int, triviaqa: int, humaneval: int) -> dict:
-    return results_json({"piqa": ("reasoning", "acc", 200, piqa), "hellaswag": ("reasoning", "acc_norm", 200, hellaswag),
+    results = results_json({"piqa": ("reasoning", "acc", 200, piqa), "hellaswag": ("reasoning", "acc_norm", 200, hellaswag),
                          "triviaqa": ("knowledge", "exact_match", 100, triviaqa),
                          "humaneval": ("code", "pass@1", 20, humaneval)})
+    results["heldout"] = {"corpus": "quickstart", "sources": {
+        "kjv": {"kind": "text", "loss": 3.0, "bits_per_byte": 1 + piqa / 1000},
+        "code_python": {"kind": "code", "loss": 3.0, "bits_per_byte": 2 - humaneval / 100}}}
+    return results
 
 
 def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str, int], parent=None,
@@ -200,6 +204,9 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     assert "| tiny-text-only | pt | 1.31M | - | 55.0 | 10.0 | 32.5 | 0.0 | 21.7 |" in markdown
     assert "not evaluated (no eval/results.json): tiny-balanced-to-text/init" in markdown
     assert "quac, storycloze" in markdown
+    assert "| tiny-balanced-to-text | cpt | 1.980 | 1.130 |" in markdown  # held-out bits per byte
+    assert {(r["arm"], r["stage"], r["source"]) for r in read_csv(out / "heldout.csv")} >= {
+        ("tiny-text-only", "pt", "kjv"), ("tiny-text-only", "pt", "code_python")}
     assert "| tiny-balanced-to-text/cooldown | tiny-balanced-to-text-cooldown-text/cooldown | 20 | 11 | 6 | 3 | 55.0 [" \
         in markdown
     figures = sorted(p.name for p in (out / "figures").iterdir())

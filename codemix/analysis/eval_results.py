@@ -7,7 +7,8 @@ score per example of every task. `codemix eval` writes (codemix/eval/harness.py,
                       "score": 0.61, "records": [{"id": ..., "<primary_metric>": 1.0, ...}, ...]}},
      "aggregate": {"reasoning": {"score": 0.52, "tasks": [...], "missing": [...]}, "knowledge": {...},
                    "code": {...}, "nl_avg": {"score": ...}, "total_avg": {"score": ...}},
-     "failed": {name: {"error": ...}}, "unavailable": {name: reason}, ...}
+     "failed": {name: {"error": ...}}, "unavailable": {name: reason},
+     "heldout": {"corpus": path, "sources": {source: {"kind": ..., "loss": ..., "bits_per_byte": ...}}}, ...}
 
 Scores are fractions in [0, 1]; the report shows them as percentages, like the study's Table 2.
 If the format changes, this module is the only place to follow it."""
@@ -38,6 +39,7 @@ class EvalScores:
     # "reasoning", "knowledge", "code", "nl_avg", "total_avg" -> score, None when not computable.
     summary: dict[str, float | None]
     missing: dict[str, list[str]] = field(default_factory=dict)  # category -> study tasks not scored
+    heldout_bpb: dict[str, float] = field(default_factory=dict)  # source -> held-out bits per byte
 
     def tasks_of(self, category: str) -> list[str]:
         return sorted(name for name, task in self.tasks.items() if task.category == category)
@@ -49,11 +51,13 @@ def read_eval_results(path: Path) -> EvalScores:
         raw = json.loads(Path(path).read_text())
         tasks = {name: _task(task) for name, task in raw["tasks"].items()}
         aggregate = raw["aggregate"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        summary = {name: _score(aggregate.get(name)) for name in (*CATEGORIES, *AVERAGES)}
+        missing = {name: list(aggregate.get(name, {}).get("missing", [])) for name in CATEGORIES}
+        heldout = {source: float(entry["bits_per_byte"])
+                   for source, entry in (raw.get("heldout") or {}).get("sources", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ConfigError(f"{path}: not a codemix eval results file: {type(err).__name__}: {err}") from err
-    summary = {name: _score(aggregate.get(name)) for name in (*CATEGORIES, *AVERAGES)}
-    missing = {name: list(aggregate.get(name, {}).get("missing", [])) for name in CATEGORIES}
-    return EvalScores(Path(path), tasks, summary, missing)
+    return EvalScores(Path(path), tasks, summary, missing, heldout)
 
 
 def _task(task: dict) -> TaskScores:

@@ -5,6 +5,7 @@ and PNG figures in one output directory (every file written atomically).
                       intervals, win-rates, figures, and what the scores do not cover
     table2.csv        one row per stage: tokens (per kind, and as the study's text/code columns), scores
     deltas.csv        one row per stage and score: absolute and relative delta with their intervals
+    heldout.csv       held-out bits per byte per stage and source (when the evaluation measured it)
     winrates.csv      one row per judged pair (when win-rate files are given)
     figures/          loss_curves.png (validation loss per source along each arm), score_<name>.png"""
 
@@ -48,6 +49,8 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
     figures += [score_figure(rows, score, out / FIGURES / f"score_{score}.png") for score in SCORES]
     figures = [f for f in figures if f is not None]
     files = [_write(out / "table2.csv", _table_csv(rows)), _write(out / "deltas.csv", _deltas_csv(rows))]
+    if _heldout_sources(rows):
+        files.append(_write(out / "heldout.csv", _heldout_csv(rows)))
     if winrates:
         files.append(_write(out / "winrates.csv", _winrates_csv(winrates)))
     markdown = _markdown(rows, winrates, [f.relative_to(out) for f in figures], run_dirs, options)
@@ -125,6 +128,13 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
                 lines.append(f"| {row.run.arm} | {row.run.stage} | {row.baseline.run.label} | "
                              + " | ".join(_delta_cell(row, s) for s in ("reasoning", "knowledge", "nl_avg", "code",
                                                                           "total_avg")) + " |")
+    sources = _heldout_sources(rows)
+    if sources:
+        lines += ["", "## Held-out bits per byte", "",
+                  "Each source's validation split, scored by `codemix eval` (lower is better).", "",
+                  "| arm | stage | " + " | ".join(sources) + " |", "|---|---|" + "---|" * len(sources)]
+        lines += [f"| {row.run.arm} | {row.run.stage} | " + " | ".join(_bpb(row, s) for s in sources) + " |"
+                  for row in rows if row.scores and row.scores.heldout_bpb]
     if winrates:
         lines += ["", "## Generative win-rates", "",
                   "Both answer orders judged; a prompt is a win only when the orders agree (else a tie). "
@@ -137,6 +147,15 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
         lines += ["", "## Figures", ""] + [f"![{f.stem}]({f.as_posix()})" for f in figures]
     lines += ["", "## Coverage", ""] + _coverage(rows)
     return "\n".join(lines) + "\n"
+
+
+def _heldout_sources(rows: list[Row]) -> list[str]:
+    return sorted({source for row in rows if row.scores for source in row.scores.heldout_bpb})
+
+
+def _bpb(row: Row, source: str) -> str:
+    value = row.scores.heldout_bpb.get(source)
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _rate(interval: Interval) -> str:
@@ -190,6 +209,11 @@ def _deltas_csv(rows: list[Row]) -> str:
                 "relative_pct_high": _blank(relative.high),
             })
     return _csv(records)
+
+
+def _heldout_csv(rows: list[Row]) -> str:
+    return _csv([{"arm": row.run.arm, "stage": row.run.stage, "source": source, "bits_per_byte": bpb}
+                 for row in rows if row.scores for source, bpb in sorted(row.scores.heldout_bpb.items())])
 
 
 def _winrates_csv(winrates: list[WinRate]) -> str:
