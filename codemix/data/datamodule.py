@@ -71,6 +71,7 @@ class StageLoader(StreamingDataLoader):
         num_sources = len(plan.sources)
         self._tokens_before = np.zeros(num_sources, np.int64)  # consumed before a resume
         self._tokens_since = np.zeros(num_sources, np.int64)  # consumed in this iteration
+        self._loaded_position: dict[str, Any] | None = None
 
     @property
     def observed_tokens(self) -> list[int]:
@@ -102,8 +103,11 @@ class StageLoader(StreamingDataLoader):
                 "or start the stage from the weights only"
             )
         position = obj["streaming"]
+        if position == self._loaded_position:
+            return  # Lightning restores both the DataModule's and the loader's copy of one state
         super().load_state_dict(position)
         self._tokens_before = self._consumed_tokens(position)
+        self._loaded_position = position
 
     def _consumed_tokens(self, position: Mapping[str, Any]) -> np.ndarray:
         """Tokens per source this rank consumed before `position`: regenerated from the deterministic
