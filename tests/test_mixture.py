@@ -95,6 +95,9 @@ def test_budget_off_the_global_batch_grid_names_nearest_valid_budgets(corpus):
     assert f"tokens {10 * unit + 3}" in str(err.value) and f"{10 * unit}, {11 * unit}" in str(err.value)
     with pytest.raises(ConfigError, match=f"nearest valid budgets: {unit}$"):
         plan(corpus, {"py": 1}, tokens=5)
+    with pytest.raises(ConfigError, match="tokens must be a whole number, got 1280.5"):
+        plan(corpus, {"py": 1}, tokens=1280.5)
+    assert plan(corpus, {"kjv": 1}, tokens=1.28e3).total_samples == 160  # YAML's 1.28e3 is a float
 
 
 def test_seq_len_and_tokenizer_must_match_the_corpus(corpus):

@@ -163,7 +163,11 @@ def _check_corpus_match(corpus: Corpus, seq_len: int, tokenizer_hash: str | None
         )
 
 
-def _stage_samples(tokens: int, seq_len: int, global_batch: int, where: str) -> int:
+def _stage_samples(tokens: int | float, seq_len: int, global_batch: int, where: str) -> int:
+    if isinstance(tokens, float) and tokens.is_integer():
+        tokens = int(tokens)  # YAML reads 1e9 as a float
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
+        raise ConfigError(f"{where}: tokens must be a whole number, got {tokens!r}")
     if global_batch <= 0:
         raise ConfigError(f"{where}: global_batch must be positive, got {global_batch}")
     unit = global_batch * seq_len
