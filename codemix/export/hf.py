@@ -11,7 +11,7 @@ from codemix.eval.results import resolve_target
 from codemix.export.hf_config import architecture_for, hf_config
 from codemix.export.hf_tokenizer import write_tokenizer_files
 from codemix.export.hf_weights import hf_state_dict
-from codemix.model.checkpoint import CONFIG, TOKENIZER, _replace_dir, load_pretrained
+from codemix.model.checkpoint import CONFIG, TOKENIZER, replace_dir, load_pretrained
 
 HF_WEIGHTS = "model.safetensors"
 
@@ -29,7 +29,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path) -> Path:
         save_file(state, tmp / HF_WEIGHTS, metadata={"format": "pt"})
         dtype = next(iter(state.values())).dtype
         hf_config(cfg, arch, dtype, special_ids).save_pretrained(tmp)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

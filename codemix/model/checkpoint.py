@@ -39,7 +39,7 @@ def save_pretrained(model: Decoder, cfg: ModelConfig, tokenizer_json_path: str |
         save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         shutil.copyfile(tokenizer_json_path, tmp / TOKENIZER)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -70,7 +70,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"
     return model.eval(), cfg, Tokenizer.from_file(str(path / TOKENIZER))
 
 
-def _replace_dir(new: Path, target: Path) -> None:
+def replace_dir(new: Path, target: Path) -> None:
     """Rename `new` to `target`; an existing target is moved aside first and removed after."""
     if not target.exists():
         os.replace(new, target)
