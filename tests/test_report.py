@@ -121,10 +121,11 @@ def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str
     with open(path / "metrics.csv", "w", newline="") as out:
         writer = csv.DictWriter(out, ["step", "train/loss", "val/loss/kjv", "val/loss/code_python"])
         writer.writeheader()
-        for step in range(1, steps + 1):
+        for step in range(steps):  # Lightning's rows: the 0-based index of the step they follow
             writer.writerow({"step": step, "train/loss": val_loss})
-            if step % 4 == 0 or step == steps:
-                writer.writerow({"step": step, "val/loss/kjv": val_loss - step / 100, "val/loss/code_python": val_loss})
+            if (step + 1) % 4 == 0 or step + 1 == steps:
+                writer.writerow({"step": step, "val/loss/kjv": val_loss - (step + 1) / 100,
+                                 "val/loss/code_python": val_loss})
     if results is not None:
         (path / "eval").mkdir()
         (path / "eval" / "results.json").write_text(json.dumps(results))

@@ -1,8 +1,9 @@
 """Per-source validation loss along an arm, from the metrics.csv of each of its stages.
 
-Training logs `val/loss/<source>` at its validation interval, against the optimizer step of the stage;
-the x axis here is tokens along the whole arm (the stage's ancestors' tokens plus step x batch tokens),
-so init, CPT and cooldown join into one curve per source."""
+Training logs `val/loss/<source>` at its validation interval; Lightning's CSV rows carry the 0-based
+index of the optimizer step they follow (the row after the first step has step 0), so a row stands
+at (step + 1) x batch tokens into its stage. The x axis is tokens along the whole arm (the stage's
+ancestors' tokens first), so init, CPT and cooldown join into one curve per source."""
 
 import csv
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ def arm_curves(stages: list[StageRun]) -> dict[str, Curve]:
                     if not (column.startswith(VAL_PREFIX) and value and row.get("step")):
                         continue
                     curve = curves.setdefault(column[len(VAL_PREFIX):], Curve())
-                    curve.tokens.append(stage.tokens_before + int(float(row["step"])) * stage.batch_tokens)
+                    curve.tokens.append(stage.tokens_before + (int(float(row["step"])) + 1) * stage.batch_tokens)
                     curve.loss.append(float(value))
     return curves
 
