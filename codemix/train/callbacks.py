@@ -34,6 +34,15 @@ def peak_flops(device: torch.device, precision: str) -> Optional[float]:
     return next((peak for key, peak in PEAK_FLOPS_16BIT if key in name), None)
 
 
+def log_step_metrics(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> None:
+    """Hand one optimizer step's metrics to the loggers directly (every log_every_n_steps steps and the
+    last), not through LightningModule.log: Lightning hands those over only after the step's checkpoint
+    is written, so a kill right after a checkpoint would lose the rows of the step it holds."""
+    if step % trainer.log_every_n_steps == 0 or step == trainer.max_steps - 1:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+
 def is_step_boundary(trainer: "pl.Trainer", batch_idx: int) -> bool:
     """True when the micro-batch `batch_idx` completed an optimizer step (gradient accumulation)."""
     return (batch_idx + 1) % trainer.accumulate_grad_batches == 0
@@ -74,7 +83,7 @@ class ThroughputMonitor(Callback):
         metrics = {"perf/tokens_per_s": tokens_per_s, "perf/flops_per_s": tokens_per_s * self.flops_per_token}
         if self._peak is not None:
             metrics["perf/mfu"] = metrics["perf/flops_per_s"] / self._peak
-        pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        log_step_metrics(trainer, metrics, trainer.global_step - 1)  # the step just taken
 
 
 class TokenProgressBar(TQDMProgressBar):

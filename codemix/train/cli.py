@@ -1,4 +1,4 @@
-"""`codemix train RECIPE.yaml [key=value ...] [--home DIR]`: train a recipe's stages in order."""
+"""`codemix train [--home DIR] RECIPE.yaml [key=value ...]`: train a recipe's stages in order."""
 
 import argparse
 import shlex

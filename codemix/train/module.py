@@ -18,6 +18,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
 from codemix.model.config import ModelConfig
 from codemix.model.transformer import Decoder
+from codemix.train.callbacks import log_step_metrics
 from codemix.train.schedules import lr_at
 
 CHECKPOINT_KEY = "codemix"
@@ -112,7 +113,8 @@ class CodemixLM(pl.LightningModule):
             if samples[i] > 0:
                 metrics[f"train/loss/{name}"] = (loss_sum[i] / samples[i]).item()
             metrics[f"train/tokens/{name}"] = tokens[i].item()
-        self.log_dict(metrics, on_step=True, on_epoch=False)
+        log_step_metrics(self.trainer, metrics, self.global_step)
+        self.log_dict(metrics, logger=False, on_step=True, on_epoch=False)  # for the lineage's final metrics
         self.log("loss", metrics["train/loss"], prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -134,6 +136,8 @@ class CodemixLM(pl.LightningModule):
 
     # ---- checkpoint state ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.save()  # the rows up to this checkpoint reach the disk before it does
         checkpoint[CHECKPOINT_KEY] = {"tokens_per_source": self.tokens_per_source(),
                                       "model_config": self.model_cfg.to_dict()}
 

@@ -157,16 +157,18 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
 
 
 def merge_metrics(stage: StageDir) -> Path:
-    """Merge the CSV logs of every start of the stage into stage/metrics.csv: a later start resumed
-    from an earlier step, so earlier rows from that step on are replaced by the later start's."""
+    """Merge the CSV logs of every start of the stage into stage/metrics.csv, one row per step: a later
+    start resumed from an earlier step, so earlier rows from that step on are replaced by its rows."""
     versions = sorted((stage.logs / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
-    rows: list[dict[str, str]] = []
+    by_step: dict[int, dict[str, str]] = {}  # one row per step: train, throughput and validation together
     for path in versions:
-        newer = read_metrics(path)
-        steps = [int(row["step"]) for row in newer if row.get("step")]
-        if steps:
-            rows = [row for row in rows if int(row["step"]) < min(steps)]
-        rows += newer
+        newer = [row for row in read_metrics(path) if row.get("step")]
+        if newer:
+            resumed_at = min(int(row["step"]) for row in newer)
+            by_step = {step: row for step, row in by_step.items() if step < resumed_at}
+        for row in newer:
+            by_step.setdefault(int(row["step"]), {}).update({k: v for k, v in row.items() if v != ""})
+    rows = [by_step[step] for step in sorted(by_step)]
     columns = sorted({key for row in rows for key in row}, key=lambda k: (k != "step", k))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)

@@ -1,0 +1,83 @@
+"""A real `codemix train` SIGKILLed in the middle of a stage, then run again, ends with the same
+weights (bit for bit, on CPU) and the same per-source token counts as a run never interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from codemix._streaming import streaming
+from codemix.train.run import train_recipe
+from codemix.train.stages import read_metrics, read_training_checkpoint
+from test_train_stages import COOLDOWN, INIT, STEP_TOKENS, write_recipe
+
+STEPS = 60
+SHORT_INIT = {**INIT, "tokens": 4 * STEP_TOKENS, "val_interval_tokens": 0, "checkpoint_interval_tokens": 0}
+LONG_COOLDOWN = {**COOLDOWN, "tokens": STEPS * STEP_TOKENS, "checkpoint_interval_tokens": 5 * STEP_TOKENS,
+                 "max_passes": 4.0}
+# One intra-op thread, as in the pytest process: on a loaded 2-core machine two spinning OpenMP
+# threads per process slow tiny models down many times over.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def codemix_train(recipe: Path, home: Path) -> subprocess.Popen:
+    """Start `codemix train`; its output goes to home/train.log (a pipe nobody reads would block it)."""
+    home.mkdir(exist_ok=True)
+    with open(home / "train.log", "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "codemix.cli", "train", "--home", str(home), str(recipe)],
+                                stdout=log, stderr=subprocess.STDOUT, env=ENV)
+
+
+def finish(process: subprocess.Popen, home: Path) -> str:
+    process.wait(timeout=300)
+    out = (home / "train.log").read_text()
+    assert process.returncode == 0, out[-5000:]
+    return out
+
+
+def stage_dir(home: Path, stage: str) -> Path:
+    (path,) = (home / "runs" / "resume").glob(f"{stage}-*")
+    return path
+
+
+def kill_after_first_checkpoint(process: subprocess.Popen, home: Path) -> int:
+    """SIGKILL the run as soon as the cooldown stage has a checkpoint; returns the step it holds."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list((home / "runs" / "resume").glob("cooldown-*/checkpoints/last.ckpt"))
+        if found:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return read_training_checkpoint(found[0])["global_step"]
+        time.sleep(0.002)
+    raise AssertionError(f"no cooldown checkpoint appeared (exit code {process.poll()})")
+
+
+def test_killed_run_resumes_to_identical_weights_and_token_counts(small_corpus, tmp_path):
+    recipe = write_recipe(tmp_path, "resume", small_corpus, {"init": SHORT_INIT, "cooldown": LONG_COOLDOWN})
+    straight_home, killed_home = tmp_path / "straight", tmp_path / "killed"
+    train_recipe(recipe, home=straight_home, command="pytest")  # in this process: one start fewer
+    step = kill_after_first_checkpoint(codemix_train(recipe, killed_home), killed_home)
+    cooldown = stage_dir(killed_home, "cooldown")
+    assert 0 < step < STEPS and not (cooldown / "lineage.json").exists(), "the kill must land mid-stage"
+    streaming.base.util.clean_stale_shared_memory()  # what the killed process left in /dev/shm
+
+    out = finish(codemix_train(recipe, killed_home), killed_home)
+    assert "stage init [" in out and "complete, reusing" in out
+    assert f"resuming from {cooldown / 'checkpoints' / 'last.ckpt'}" in out
+
+    expected = stage_dir(straight_home, "cooldown")
+    weights, resumed = (load_file(d / "final" / "model.safetensors") for d in (expected, cooldown))
+    assert weights.keys() == resumed.keys()
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+    lineages = [json.loads((d / "lineage.json").read_text()) for d in (expected, cooldown)]
+    assert lineages[0]["tokens_per_source"] == lineages[1]["tokens_per_source"]
+    assert [a["resumed_from"] is not None for a in lineages[1]["attempts"]] == [False, True]
+    assert [int(r["step"]) for r in read_metrics(cooldown / "metrics.csv") if r.get("train/loss")] == list(range(STEPS))
+    assert not [p for p in os.listdir(cooldown / "checkpoints") if p != "last.ckpt"]
