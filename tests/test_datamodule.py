@@ -179,6 +179,17 @@ def test_resume_in_a_new_process_yields_exactly_the_rest(corpus, tmp_path):
     assert rest["observed_tokens"] == full["observed_tokens"]  # counts before the resume are restored
 
 
+def test_position_saved_before_the_first_batch_restarts_the_stage(corpus):
+    full = run(corpus, seed=0)
+    unstarted = MixtureDataModule(corpus, **{**STAGE, "seed": 0})
+    unstarted.train_dataloader()
+    state = unstarted.state_dict()
+    module = MixtureDataModule(corpus, **{**STAGE, "seed": 0})
+    module.load_state_dict(state)
+    samples = [row[:3].tolist() for batch in module.train_dataloader() for row in batch["input_ids"]]
+    assert samples == [key[1:] for key in full["samples"]]
+
+
 def test_resume_at_the_end_of_the_stage_yields_nothing(corpus, tmp_path):
     full = run(corpus)
     (tmp_path / "state.json").write_text(json.dumps(full["state"]))

@@ -114,6 +114,8 @@ class StageLoader(StreamingDataLoader):
         order, so every rank (not just the one whose state was saved) resumes with its own counts."""
         dataset: SourceTaggedDataset = self.dataset  # type: ignore[assignment]
         consumed = int(position["sample_in_epoch"]) // dataset._parallel_rank_world.num_ranks
+        if consumed == 0:  # also a position saved before the first batch, whose epoch reads -1
+            return np.zeros(len(self.plan.sources), np.int64)
         order = dataset.epoch_order(int(position["epoch"]))[:consumed]
         counts = np.bincount(dataset.source_ids_of(order), minlength=len(self.plan.sources))
         return counts.astype(np.int64) * self.plan.seq_len
