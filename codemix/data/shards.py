@@ -20,8 +20,9 @@ from codemix._streaming import MDSWriter
 from codemix.data.corpus import SPLITS, TOKENS_COLUMN
 
 # Documents go to a worker in chunks of about this many characters: big enough that pickling and
-# queueing stay a small share of the work, small enough that both workers are busy on small sources.
-CHUNK_CHARS = 1 << 19
+# queueing stay a small share of the work, small enough that every worker is busy even on a source of
+# a few hundred KB (the pool drains at the end of each source).
+CHUNK_CHARS = 1 << 16
 # Chunks in flight per worker: keeps workers fed while the parent reads, without reading ahead unboundedly.
 IN_FLIGHT_PER_PROCESS = 3
 SHARD_SIZE_LIMIT = 1 << 26  # bytes per MDS shard file (streaming's default)
