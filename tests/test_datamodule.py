@@ -89,7 +89,8 @@ def test_stage_yields_exactly_its_budget_by_source(corpus):
     result = run(corpus)
     samples = result["samples"]
     assert len(samples) == GLOBAL_BATCH * STEPS
-    assert result["batches"] == GLOBAL_BATCH * STEPS // MICRO_BATCH and result["accumulate"] == GLOBAL_BATCH // MICRO_BATCH
+    assert result["batches"] == GLOBAL_BATCH * STEPS // MICRO_BATCH
+    assert result["accumulate"] == GLOBAL_BATCH // MICRO_BATCH
     # every label is the source the sample's content came from, all from train splits
     assert all(label == source and split == 0 for label, source, split, _ in samples)
     per_source = Counter(label for label, *_ in samples)
@@ -273,7 +274,8 @@ def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(c
 
 
 def test_loader_benchmark_measures_the_whole_stage(corpus):
-    spec = importlib.util.spec_from_file_location("loader_throughput", TESTS_DIR.parent / "benchmarks" / "loader_throughput.py")
+    path = TESTS_DIR.parent / "benchmarks" / "loader_throughput.py"
+    spec = importlib.util.spec_from_file_location("loader_throughput", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     report = benchmark.measure_loader(corpus, micro_batch=4, workers=(0,), with_training_reference=False)
@@ -284,7 +286,8 @@ def test_loader_benchmark_measures_the_whole_stage(corpus):
 def test_lightning_ddp_ranks_train_on_disjoint_halves_of_the_stage(corpus, tmp_path):
     """Lightning's own ddp launcher sets no RANK/LOCAL_WORLD_SIZE; the module exports them for streaming."""
     full = run(corpus)["samples"]
-    spec = {"corpus": str(corpus), "stage": STAGE, "trainer": {"devices": 2, "strategy": "ddp", "accumulate_grad_batches": 2}}
+    trainer = {"devices": 2, "strategy": "ddp", "accumulate_grad_batches": 2}
+    spec = {"corpus": str(corpus), "stage": STAGE, "trainer": trainer}
     wait_for(run_in_process(tmp_path, "ddp", spec))
     ranks = [json.loads((tmp_path / f"ddp.out.json.rank{rank}").read_text()) for rank in range(2)]
     assert [r["global_step"] for r in ranks] == [STEPS, STEPS]

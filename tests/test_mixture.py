@@ -81,7 +81,10 @@ def test_bad_mixture_is_refused_naming_value_and_origin(corpus, mixture, expecte
 
 def test_name_that_is_both_source_and_kind_is_refused_when_ambiguous(tmp_path):
     corpus = Corpus.open(
-        write_corpus(tmp_path / "c", [SourceSpec("code", "code", 10), SourceSpec("rust", "code", 10), SourceSpec("bible", "text", 10)])
+        write_corpus(
+            tmp_path / "c",
+            [SourceSpec("code", "code", 10), SourceSpec("rust", "code", 10), SourceSpec("bible", "text", 10)],
+        )
     )
     with pytest.raises(ConfigError, match="both source and kind names"):
         resolve_shares(corpus, {"code": 1.0}, ORIGIN)
@@ -128,5 +131,6 @@ def test_share_table_reports_target_vs_observed(corpus):
     assert by_source["py"].target_share == 0.5 and by_source["py"].planned_tokens == 80 * SEQ_LEN
     assert by_source["py"].observed_share == pytest.approx(70 / 160)
     text = render_share_table(rows)
-    assert text.splitlines()[0].split() == ["source", "kind", "target", "planned", "tokens", "observed", "tokens", "observed", "ratio"]
+    header = ["source", "kind", "target", "planned", "tokens", "observed", "tokens", "observed", "ratio"]
+    assert text.splitlines()[0].split() == header
     assert "py      code    0.5000" in text and "0.875" in text and text.splitlines()[-1].startswith("total")

@@ -235,7 +235,9 @@ class MixtureDataModule(L.LightningDataModule):
     def _train_dataset(self) -> SourceTaggedDataset:
         drawn = self.plan.drawn
         with _streaming_world(getattr(self, "trainer", None)):
-            streams = [Stream(local=str(self.corpus.split_dir(p.source.name, "train")), choose=p.samples) for p in drawn]
+            streams = [
+                Stream(local=str(self.corpus.split_dir(p.source.name, "train")), choose=p.samples) for p in drawn
+            ]
             dataset = SourceTaggedDataset(
                 streams=streams,
                 source_ids=[p.source.id for p in drawn],

@@ -198,15 +198,18 @@ def plan_stage(
     shares = resolve_shares(corpus, mixture, origin)
     counts = largest_remainder([shares[s.name] for s in corpus.sources], total)
     plans = tuple(
-        SourcePlan(source=s, share=shares[s.name], train_samples=_train_split(corpus, s)["samples"], samples=n, seq_len=seq_len)
+        SourcePlan(
+            source=s, share=shares[s.name], train_samples=_train_split(corpus, s)["samples"], samples=n, seq_len=seq_len
+        )
         for s, n in zip(corpus.sources, counts)
     )
     for plan in plans:
         if plan.samples and plan.passes > max_passes:
+            needed = -(-plan.samples * 100 // plan.train_samples) / 100  # passes rounded up to 0.01
             raise ConfigError(
                 f"{where}: source '{plan.source.name}' is too small for its share: the stage draws {plan.samples} "
                 f"samples from its {plan.train_samples} train samples, {plan.passes:.2f} passes over it, "
-                f"above max_passes {max_passes}; allow max_passes >= {-(-plan.samples * 100 // plan.train_samples) / 100:.2f} "
+                f"above max_passes {max_passes}; allow max_passes >= {needed:.2f} "
                 "or lower its weight or the stage's tokens"
             )
     return StagePlan(corpus=corpus, seq_len=seq_len, global_batch=global_batch, sources=plans)
@@ -244,9 +247,8 @@ def render_share_table(rows: Sequence[ShareRow]) -> str:
     lines = [header]
     for r in rows:
         ratio = f"{r.observed_share / r.target_share:.3f}" if r.target_share else "-"
-        lines.append(
-            (r.source, r.kind, f"{r.target_share:.4f}", f"{r.planned_tokens:,}", f"{r.observed_tokens:,}", f"{r.observed_share:.4f}", ratio)
-        )
+        cells = (f"{r.target_share:.4f}", f"{r.planned_tokens:,}", f"{r.observed_tokens:,}", f"{r.observed_share:.4f}")
+        lines.append((r.source, r.kind, *cells, ratio))
     planned = sum(r.planned_tokens for r in rows)
     observed = sum(r.observed_tokens for r in rows)
     lines.append(("total", "", "1.0000", f"{planned:,}", f"{observed:,}", "1.0000" if observed else "0.0000", ""))
