@@ -161,10 +161,12 @@ def test_only_verified_chat_solutions_are_kept(teacher_url, tmp_path, monkeypatc
 
     sent = TeacherHandler.requests
     assert len(sent) == 18 and {r["auth"] for r in sent} == {"Bearer sk-test"}
-    body = sent[0]["body"]
+    asked = [r["body"] for r in sent if SHIPPED["pack_documents"].signature in r["body"]["messages"][-1]["content"]]
+    assert sorted(body["seed"] for body in asked) == [0, 1]
+    body = asked[0]
     assert (body["model"], body["temperature"], body["max_tokens"]) == ("teacher", 0.8, 300)
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
-    assert SHIPPED["pack_documents"].signature in body["messages"][1]["content"]
+    assert SHIPPED["pack_documents"].statement in body["messages"][1]["content"]
 
     # The output is a source a data YAML reads with reader type jsonl and kind `synthetic`.
     spec_path = tmp_path / "data.yaml"

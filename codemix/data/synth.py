@@ -10,9 +10,9 @@ jsonl a data YAML reads as a source of kind `synthetic`:
       provenance: "codemix data synth (see synth.jsonl.summary.json)"
       reader: {type: jsonl, path: synth.jsonl}
 
-A program counts as verified only when it exits 0 AND prints, as its last line, a random marker that
-follows the tests, and only when every value the entry point returned is plain data (built-in
-types): so a solution that exits early or returns an object that equals everything fails. These are
+A program counts as verified only when it exits 0, its output ends with a random marker printed
+after the tests, and every value the entry point returned is plain data (built-in types): so a
+solution that exits before the tests or returns an object that equals everything fails. These are
 the reward hacks generators are known for; the sandbox bounds what any program can do."""
 
 import argparse
@@ -100,9 +100,9 @@ class Verdict:
         return self.status == "passed"
 
 
-def judge(result: SandboxResult, marker: str) -> Verdict:
+def verdict_of(result: SandboxResult, marker: str) -> Verdict:
     status = result.status
-    if status == "passed" and result.stdout.rstrip("\n").rpartition("\n")[2] != marker:
+    if status == "passed" and not result.stdout.rstrip("\n").endswith(marker):
         status = "exited_early"
     return Verdict(status, result.returncode, round(result.wall_s, 3), result.stderr[-KEEP_STDERR:])
 
@@ -112,7 +112,7 @@ def verify(problems: Sequence[Problem], solutions: Sequence[Sequence[str]], sand
     jobs = [(problem, solution, secrets.token_hex(16))
             for problem, samples in zip(problems, solutions, strict=True) for solution in samples]
     results = iter(sandbox.run_many([problem.program(solution, marker) for problem, solution, marker in jobs]))
-    verdicts = iter([judge(next(results), marker) for _, _, marker in jobs])
+    verdicts = iter([verdict_of(next(results), marker) for _, _, marker in jobs])
     return [[next(verdicts) for _ in samples] for samples in solutions]
 
 
@@ -133,6 +133,8 @@ def load_problems(path: str | Path) -> list[Problem]:
                    or not row[f].strip()]
         if missing:
             raise ConfigError(f"{where}: needs non-empty string fields {', '.join(missing)}")
+        if not isinstance(row.get("reference", ""), str):
+            raise ConfigError(f"{where}: reference must be a string (a solution from the def line on)")
         problem = Problem(**{f: row[f] for f in FIELDS}, reference=row.get("reference"))
         if not problem.signature.startswith(f"def {problem.entry_point}("):
             raise ConfigError(f"{where}: signature {problem.signature!r} does not define entry_point "
@@ -150,16 +152,11 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def synthesize(problems_path: Path, generator: Generator, sampling: Sampling, sandbox: Sandbox, out: Path,
-               command: str, attempts_out: Path | None = None,
+def synthesize(problems: Sequence[Problem], problems_path: Path, generator: Generator, sampling: Sampling,
+               sandbox: Sandbox, out: Path, command: str, attempts_out: Path | None = None,
                progress: Callable[[str], None] = lambda line: None) -> dict:
     """Generate, verify, and write the verified solutions to `out` (jsonl) with `<out>.summary.json`
-    beside it; returns the summary."""
-    if sampling.samples < 1:
-        raise ConfigError(f"--samples {sampling.samples}: must be at least 1")
-    if sampling.samples > 1 and sampling.temperature <= 0:
-        raise ConfigError(f"--samples {sampling.samples} needs --temperature > 0 (greedy samples are identical)")
-    problems = load_problems(problems_path)
+    beside it; returns the summary. `problems` were loaded from `problems_path` (its provenance)."""
     progress(f"generating {sampling.samples} solution(s) for each of {len(problems)} problems with {generator.spec}")
     solutions = generator.solve(problems, sampling)
     progress(f"verifying {sum(map(len, solutions))} solutions in the sandbox ({sandbox.isolation})")
@@ -179,7 +176,6 @@ def synthesize(problems_path: Path, generator: Generator, sampling: Sampling, sa
                          "sample": attempt["sample"], "verification": _brief(attempt["verification"]),
                          "provenance": provenance})
     summary = _summary(problems, verdicts, len(kept), provenance)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if attempts_out is not None:
         _write_jsonl_atomic(attempts_out, attempts)
     _write_jsonl_atomic(out, kept)
@@ -208,6 +204,7 @@ def _summary(problems: Sequence[Problem], verdicts: list[list[Verdict]], written
 
 
 def _write_jsonl_atomic(path: Path, rows: Sequence[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as out:
@@ -235,6 +232,7 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--workers", type=int, default=2, help="programs run in parallel in the sandbox")
     synth.add_argument("--timeout", type=float, default=10.0, help="wall seconds per program")
     synth.add_argument("--attempts", type=Path, help="also write every attempt, verified or not, with its status")
+    synth.add_argument("--requests", type=int, default=4, help="for openai: requests in flight at once")
     synth.add_argument("--device", default="cpu", help="for codemix: and hf: generators")
     synth.set_defaults(func=run_synth)
 
@@ -242,15 +240,18 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout}: must be positive")
+    if args.requests < 1:
+        raise ConfigError(f"--requests {args.requests}: must be at least 1")
     sampling = Sampling(args.samples, args.temperature, args.max_new_tokens, args.seed)
     sandbox = Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout))), workers=args.workers)
-    generator = open_generator(args.generator, args.device)
+    problems = load_problems(args.problems)  # a broken problems file fails before a model loads
+    generator = open_generator(args.generator, args.device, args.requests)
     command = shlex.join(["codemix", "data", "synth", str(args.problems), "--generator", args.generator,
                           "--samples", str(args.samples), "--temperature", str(args.temperature),
                           "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
                           "--timeout", str(args.timeout), "--out", str(args.out)])
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    summary = synthesize(args.problems, generator, sampling, sandbox, args.out, command, args.attempts, say)
+    summary = synthesize(problems, args.problems, generator, sampling, sandbox, args.out, command, args.attempts, say)
     print(f"{summary['verified']} of {summary['attempted']} solutions verified ({100 * summary['rate']:.1f}%), "
           f"{summary['problems_solved']} of {summary['problems']} problems solved; "
           f"{summary['written']} written to {args.out}")

@@ -16,6 +16,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -42,6 +43,14 @@ class Sampling:
     max_new_tokens: int = 512
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"--samples {self.samples}: must be at least 1")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ConfigError(f"--samples {self.samples} needs --temperature > 0 (greedy samples are identical)")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
+
 
 class Generator(Protocol):
     spec: str  # what --generator said
@@ -53,7 +62,7 @@ class Generator(Protocol):
         """Provenance: what model wrote the solutions, identified well enough to find it again."""
 
 
-def open_generator(spec: str, device: str = "cpu") -> Generator:
+def open_generator(spec: str, device: str = "cpu", requests: int = 4) -> Generator:
     kind, _, target = spec.partition(":")
     if kind == "codemix" and target:
         return CodemixGenerator(spec, target, device)
@@ -64,7 +73,7 @@ def open_generator(spec: str, device: str = "cpu") -> Generator:
         if not url or not model:
             raise ConfigError(f"--generator {spec!r}: an endpoint is openai:URL#MODEL, e.g. "
                               "openai:http://localhost:8000/v1#my-model")
-        return ChatGenerator(spec, url, model)
+        return ChatGenerator(spec, url, model, requests)
     raise ConfigError(f"--generator {spec!r}: expected codemix:CHECKPOINT_DIR, hf:MODEL_DIR or openai:URL#MODEL")
 
 
@@ -141,6 +150,7 @@ class ChatGenerator:
     spec: str
     url: str
     model: str
+    requests: int = 4  # in flight at once: an endpoint serves many, one at a time leaves it idle
     timeout_s: float = 300.0
 
     @property
@@ -151,8 +161,10 @@ class ChatGenerator:
         return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
 
     def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
-        return [[extract_code(self._reply(p, sampling, index)) for index in range(sampling.samples)]
-                for p in problems]
+        jobs = [(problem, index) for problem in problems for index in range(sampling.samples)]
+        with ThreadPoolExecutor(max_workers=self.requests, thread_name_prefix="synth-request") as pool:
+            replies = iter(pool.map(lambda job: self._reply(job[0], sampling, job[1]), jobs))
+            return [[extract_code(next(replies)) for _ in range(sampling.samples)] for _ in problems]
 
     def _reply(self, problem: "Problem", sampling: Sampling, index: int) -> str:
         body = {"model": self.model, "temperature": sampling.temperature, "max_tokens": sampling.max_new_tokens,
