@@ -1,6 +1,7 @@
 """The corpus build: the on-disk contract, up-to-date re-runs, and a build killed half-way."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus
 from codemix.data.tokenizer import file_hash
-from codemix.errors import ConfigError
+from codemix.errors import CodemixError, ConfigError
 
 MANIFEST_KEYS = {
     "name", "kind", "licence", "provenance", "documents", "tokens", "bytes", "tokenizer_hash",
@@ -63,15 +64,43 @@ def test_small_corpus_follows_the_contract(small_corpus: Path):
     assert "def " in code and "import " in code
 
 
-def test_rerun_keeps_complete_sources(small_corpus: Path, tmp_path: Path):
+def test_rerun_keeps_complete_sources_and_removes_leftovers(small_corpus: Path, tmp_path: Path):
     copy = tmp_path / "small"
     shutil.copytree(small_corpus, copy)
     before = shard_files(copy)
+    dead = subprocess.Popen(["true"])  # once reaped, its pid stands for a killed build's
+    dead.wait()
+    (copy / f"text_jargon.tmp-{dead.pid}").mkdir()
+    (copy / f".corpus.json.tmp-{dead.pid}").write_text("{")
     messages: list[str] = []
     spec = load_data_spec(write_small_corpus_spec(tmp_path))
     build_corpus(spec, copy, progress=messages.append)
-    assert all(m.endswith("up to date") for m in messages) and len(messages) == 1 + len(spec.sources)
-    assert shard_files(copy) == before
+    assert sorted(messages[:2]) == [
+        f"removing .corpus.json.tmp-{dead.pid} (left by an interrupted build)",
+        f"removing text_jargon.tmp-{dead.pid} (left by an interrupted build)",
+    ]
+    assert all(m.endswith("up to date") for m in messages[2:]) and len(messages) == 3 + len(spec.sources)
+    assert shard_files(copy) == before and not list(copy.glob("*tmp-*"))
+
+    (copy / f"text_jargon.tmp-{os.getppid()}").mkdir()  # a live process: another build at work
+    with pytest.raises(CodemixError, match=re.escape(f"another build (pid {os.getppid()}) is writing to {copy}")):
+        build_corpus(spec, copy, progress=messages.append)
+
+
+def test_corpus_errors_name_the_path(small_corpus: Path, tmp_path: Path):
+    copy = tmp_path / "small"
+    shutil.copytree(small_corpus, copy)
+    (copy / "markup_pydocs" / MANIFEST_FILE).unlink()
+    corpus = Corpus.open(copy)
+    with pytest.raises(ConfigError, match=re.escape(f"{copy / 'markup_pydocs' / MANIFEST_FILE}: missing")):
+        corpus.manifest("markup_pydocs")
+    with pytest.raises(ConfigError, match="no source named 'prose' \\(sources: code_python, text_jargon, "):
+        corpus.split_dir("prose", "train")
+    (copy / CORPUS_FILE).unlink()
+    with pytest.raises(ConfigError, match=re.escape(f"{copy}: incomplete corpus (no corpus.json)")):
+        Corpus.open(copy)
+    with pytest.raises(ConfigError, match=re.escape(f"no corpus at {tmp_path / 'nothing'}")):
+        Corpus.open(tmp_path / "nothing")
 
 
 def test_seq_len_change_rebuilds_with_a_message(small_corpus: Path, tmp_path: Path):

@@ -107,7 +107,10 @@ class Corpus:
 
     def manifest(self, source_name: str) -> dict:
         self.source(source_name)
-        return read_json(self.path / source_name / MANIFEST_FILE)
+        path = self.path / source_name / MANIFEST_FILE
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing, the source is incomplete; run `codemix data build` again")
+        return read_json(path)
 
     def split_dir(self, source_name: str, split: str) -> Path:
         self.source(source_name)
