@@ -73,7 +73,8 @@ class Problem:
 
     def header(self) -> str:
         """The statement as the module docstring that opens every program and output text."""
-        paragraphs = [textwrap.fill(p, STATEMENT_WIDTH) for p in self.statement.strip().split("\n\n")]
+        paragraphs = [textwrap.fill(p, STATEMENT_WIDTH, break_on_hyphens=False)
+                      for p in self.statement.strip().split("\n\n")]
         return '"""\n' + "\n\n".join(paragraphs) + '\n"""\n\n\n'
 
     def completion_prompt(self) -> str:
@@ -221,7 +222,8 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> None:
     synth = subparsers.add_parser("synth", help="a generator model writes solutions to problems; "
                                                 "verified ones become a synthetic source (jsonl)")
     synth.add_argument("problems", nargs="?", type=Path, default=SHIPPED_PROBLEMS,
-                       help="jsonl of problems (id, statement, signature, entry_point, tests); default: the shipped set")
+                       help="jsonl of problems (id, statement, signature, entry_point, tests, optional reference); "
+                            "default: the shipped set")
     synth.add_argument("--generator", required=True, metavar="SPEC",
                        help="codemix:CHECKPOINT_DIR, hf:MODEL_DIR or openai:URL#MODEL")
     synth.add_argument("--out", required=True, type=Path, help="output jsonl (a summary goes to OUT.summary.json)")
