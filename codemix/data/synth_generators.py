@@ -115,7 +115,8 @@ class HfGenerator:
             raise ConfigError(f"--generator {spec!r}: {folder} is not a Hugging Face model folder (no config.json)")
         self.spec, self.folder, self.device = spec, folder, device
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="auto")  # as saved
+        self.model = model.to(device).eval()
 
     def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
         import torch
