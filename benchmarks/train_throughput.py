@@ -1,0 +1,171 @@
+"""Training tokens/s of codemix's Lightning path against a bare PyTorch loop, same run, same everything.
+
+Both train the same model (same preset, same seed) on the same MixtureDataModule batches with the same
+global batch, AdamW groups, LR schedule and gradient clipping. The Lightning side is the stage exactly
+as `codemix train` builds it (CodemixLM, the Trainer with its callbacks, loggers and per-source
+accounting); the bare side is the loop one would write by hand. Timing covers the optimizer steps
+after a warm-up, not start-up or validation; the two alternate `--repeats` times and the best of each
+is compared (the machine may be shared, so the best is the least disturbed).
+
+    .venv/bin/python benchmarks/train_throughput.py [--corpus PATH] [--steps 40] [--repeats 3]
+
+Writes benchmarks/results/train_throughput_cpu.json (or _cuda) with device, versions, config, command.
+Target on CPU: lightning / bare >= 0.95."""
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+from codemix.config.recipe import load_recipe
+from codemix.data.corpus import Corpus, resolve_corpus
+from codemix.data.datamodule import MixtureDataModule
+from codemix.train.module import parameter_groups, per_sample_loss
+from codemix.train.run import StageTraining
+from codemix.train.schedules import lr_at
+from codemix.train.stages import StageDir, package_versions
+
+RESULTS = Path(__file__).parent / "results"
+WARMUP_STEPS = 5
+
+
+def bench_recipe(folder: Path, corpus: Path, seq_len: int, steps: int, args: argparse.Namespace) -> Path:
+    global_batch = args.micro_batch * args.accumulation
+    recipe = {
+        "name": "bench",
+        "model": {"preset": args.preset, "max_seq_len": seq_len},
+        "data": {"corpus": str(corpus)},
+        "trainer": {"accelerator": args.accelerator, "devices": 1, "precision": args.precision},
+        "stages": {"bench": {
+            "tokens": steps * global_batch * seq_len, "mixture": {"code": 0.5, "text": 0.5}, "seq_len": seq_len,
+            "global_batch": global_batch, "micro_batch": args.micro_batch, "optimizer": {"lr": 1e-3},
+            "schedule": {"kind": "cosine", "warmup": 0.1}, "init_from": {"ref": "scratch"}, "max_passes": 100.0,
+        }},
+    }
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+class StepClock(pl.Callback):
+    """Time stamps at optimizer-step boundaries."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.stamps.append(time.perf_counter())
+
+
+def tokens_per_s(stamps: list[float], step_tokens: int) -> float:
+    timed = stamps[WARMUP_STEPS:]
+    return (len(timed) - 1) * step_tokens / (timed[-1] - timed[0])
+
+
+def run_lightning(training: StageTraining) -> float:
+    pl.seed_everything(0, verbose=False)
+    module = training.build_module(fresh=True)
+    trainer = training.build_trainer()
+    clock = StepClock()
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=new_datamodule(training))
+    return tokens_per_s(clock.stamps, training.stage.batch_tokens)
+
+
+def new_datamodule(training: StageTraining) -> MixtureDataModule:
+    stage = training.stage
+    return MixtureDataModule(training.corpus.path, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch,
+                             stage.micro_batch, stage.seed, max_passes=stage.max_passes)
+
+
+def run_bare(training: StageTraining, device: torch.device, autocast_dtype) -> float:
+    """The hand-written loop: same model, data, batch, optimizer, schedule, clipping."""
+    pl.seed_everything(0, verbose=False)
+    stage = training.stage
+    model = training.build_module(fresh=True).model.to(device).train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, stage.optimizer.weight_decay), lr=stage.optimizer.lr,
+                                  betas=tuple(stage.optimizer.betas), eps=stage.optimizer.eps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, stage.steps, stage.schedule, stage.optimizer.lr) / stage.optimizer.lr)
+    stamps = []
+    for index, batch in enumerate(new_datamodule(training).train_dataloader()):
+        ids = batch["input_ids"].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = per_sample_loss(model, ids).mean() / training.accumulation
+        loss.backward()
+        if (index + 1) % training.accumulation:
+            continue
+        if stage.optimizer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.optimizer.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+    return tokens_per_s(stamps, stage.batch_tokens)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="quickstart", help="corpus name or path (default: quickstart)")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--micro-batch", type=int, default=8)
+    parser.add_argument("--accumulation", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--precision", default="32-true")
+    args = parser.parse_args(argv)
+
+    corpus = Corpus.open(resolve_corpus(args.corpus))
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe(bench_recipe(Path(tmp), corpus.path, corpus.seq_len, args.steps, args))
+        training = StageTraining(recipe, "bench", "bench", StageDir(Path(tmp) / "stage"), corpus, None, "benchmark")
+        lightning, bare = [], []
+        for _ in range(args.repeats):  # alternate so a busy spell on the machine hits both sides
+            bare.append(run_bare(training, device, autocast_dtype))
+            lightning.append(run_lightning(training))
+    result = {
+        "benchmark": "train_throughput",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+        "config": {**vars(args), "corpus": str(corpus.path), "seq_len": corpus.seq_len,
+                   "model": training.model_cfg.to_dict(), "timed_steps": args.steps - WARMUP_STEPS - 1},
+        "tokens_per_s": {"lightning": lightning, "bare": bare},
+        "best_tokens_per_s": {"lightning": max(lightning), "bare": max(bare)},
+        "ratio_lightning_over_bare": max(lightning) / max(bare),
+        "target_ratio": 0.95,
+        "command": shlex.join([sys.executable, *sys.argv]),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"train_throughput_{device.type}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"lightning {max(lightning):,.0f} tok/s, bare loop {max(bare):,.0f} tok/s, "
+          f"ratio {result['ratio_lightning_over_bare']:.3f} (target >= 0.95) -> {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
