@@ -1,4 +1,4 @@
-"""`codemix data build` and `codemix data inspect`."""
+"""`codemix data build`, `codemix data inspect` and `codemix data synth`."""
 
 import argparse
 import shlex
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from codemix.config.data_spec import load_data_spec, quickstart_spec_path
 from codemix.data.corpus import Corpus, resolve_corpus
+from codemix.data.synth import add_synth_parser
 from codemix.errors import ConfigError
 from codemix.paths import corpora_dir
 
@@ -29,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--quickstart", action="store_true", help="inspect the quickstart corpus")
     inspect.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
     inspect.set_defaults(func=run_inspect)
+
+    add_synth_parser(actions)
 
 
 def run_build(args: argparse.Namespace) -> int:
