@@ -85,7 +85,7 @@ def test_hostile_programs_are_contained_and_fail_while_good_ones_pass(sandbox, o
     }
     names = list(hostile)
     results = sandbox.run_many([GOOD + CHECK, *hostile.values(), GOOD + CHECK])
-    assert results[0].passed and results[-1].passed
+    assert results[0].passed and results[-1].passed, (results[0], results[-1])
     outcomes = dict(zip(names, results[1:-1]))
     for name, result in outcomes.items():
         assert not result.passed, name
@@ -103,9 +103,22 @@ def test_hostile_programs_are_contained_and_fail_while_good_ones_pass(sandbox, o
 
 
 def _uid_processes_left() -> list[int]:
-    from codemix.eval.sandbox import UID_BASE
+    """Processes of sandbox uids that nobody holds a lease on (another test session may be running
+    programs under the uids it leased right now; those are not leftovers)."""
+    from codemix.eval.sandbox import LEASE_PREFIX, UID_BASE
 
-    return [pid for uid in range(UID_BASE, UID_BASE + 8) for pid in _uid_processes(uid)]
+    left = []
+    for uid in range(UID_BASE, UID_BASE + 16):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.bind(f"{LEASE_PREFIX}{uid}")
+        except OSError:
+            continue  # leased by a running program
+        try:
+            left += _uid_processes(uid)
+        finally:
+            probe.close()
+    return left
 
 
 def test_process_limit_holds_for_a_bounded_fork_loop(sandbox):
@@ -136,3 +149,14 @@ def test_nothing_but_loopback_in_the_network_namespace(sandbox):
     result = sandbox.run("import socket\nprint(socket.if_nameindex())")
     assert result.passed and "eth" not in result.stdout and "'lo'" in result.stdout
     assert socket.if_nameindex()  # the host still has its interfaces
+
+
+def test_plain_isolation_without_namespaces_still_guards_and_limits():
+    """The fallback for non-root users (only bounded programs here: as root it cannot cap processes)."""
+    plain = Sandbox(Limits(wall_s=2, cpu_s=2, output_bytes=4096), isolation="plain")
+    ok = plain.run(GOOD + "import os\nprint(os.getcwd())" + CHECK)
+    assert ok.passed and "codemix-sandbox-" in ok.stdout
+    network = plain.run("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)")
+    assert network.status == "failed" and "network access is disabled" in network.stderr
+    assert plain.run("while True:\n    pass").status in ("timeout", "killed")
+    assert plain.run("print('x' * 100000)").status == "output_limit"

@@ -29,8 +29,10 @@ from codemix.errors import CodemixError
 
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
 SETUP_FAILED = 125
+ISOLATIONS = ("namespaced", "plain")
 # Leased sandbox uids: above any uid a distribution hands out, below the 32-bit ceiling.
 UID_BASE, UID_COUNT = 1_900_000_000, 256
+LEASE_PREFIX = "\0codemix-sandbox-uid-"  # abstract unix socket names: no file, gone with the holder
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/sandbox",
                "TMPDIR": "/tmp/sandbox"}
 
@@ -64,10 +66,13 @@ class SandboxResult:
 
 
 class Sandbox:
-    def __init__(self, limits: Limits | None = None, python: str | None = None, workers: int = 2):
+    def __init__(self, limits: Limits | None = None, python: str | None = None, workers: int = 2,
+                 isolation: str | None = None):
         self.limits = limits or Limits()
         self.workers = max(1, workers)
-        self.isolation = "namespaced" if os.geteuid() == 0 else "plain"
+        self.isolation = isolation or ("namespaced" if os.geteuid() == 0 else "plain")
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"isolation {self.isolation!r} is not one of {ISOLATIONS}")
         self.python = python or _default_python(self.isolation)
 
     def describe(self) -> dict:
@@ -198,7 +203,7 @@ class _UidLease:
                 continue
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.bind(f"\0codemix-sandbox-uid-{uid}")
+                sock.bind(f"{LEASE_PREFIX}{uid}")
             except OSError:
                 sock.close()
                 continue
@@ -231,8 +236,7 @@ def _default_python(isolation: str) -> str:
 
 @lru_cache(maxsize=None)
 def _starts(python: str, isolation: str) -> bool:
-    probe = Sandbox(Limits(wall_s=30), python=python, workers=1)
-    probe.isolation = isolation
+    probe = Sandbox(Limits(wall_s=30), python=python, workers=1, isolation=isolation)
     try:
         return probe.run("import json; print('ok')").stdout.strip() == "ok"
     except SandboxError:
