@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 from codemix.analysis.curves import Curve
 from codemix.analysis.table import SCORE_TITLES, Row
 
-BILLION, MILLION = 1e9, 1e6
+BILLION, MILLION, THOUSAND = 1e9, 1e6, 1e3
 COLORS = {"baseline": "tab:gray", "pretraining": "tab:orange", "cooldown": "tab:blue"}
 
 
@@ -77,7 +77,10 @@ def score_figure(rows: list[Row], score: str, path: Path) -> Path | None:
 
 
 def _token_unit(largest: float) -> tuple[float, str]:
-    return (BILLION, "B") if largest >= BILLION else (MILLION, "M") if largest >= MILLION else (1.0, "tokens")
+    for scale, unit in ((BILLION, "B"), (MILLION, "M"), (THOUSAND, "K")):
+        if largest >= scale:
+            return scale, unit
+    return 1.0, "tokens"
 
 
 def _save(figure: Figure, path: Path) -> Path:

@@ -45,7 +45,9 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
     rows = build_rows(stages, baseline, options)
     winrates = read_winrates(list(winrate_paths), rows, options)
     out.mkdir(parents=True, exist_ok=True)
-    figures = [loss_curves_figure(curves_by_arm(stages), out / FIGURES / "loss_curves.png")]
+    curves = curves_by_arm(stages)
+    arms = list(dict.fromkeys([row.run.arm for row in rows] + list(curves)))  # the table's order: baseline first
+    figures = [loss_curves_figure({arm: curves[arm] for arm in arms}, out / FIGURES / "loss_curves.png")]
     figures += [score_figure(rows, score, out / FIGURES / f"score_{score}.png") for score in SCORES]
     figures = [f for f in figures if f is not None]
     files = [_write(out / "table2.csv", _table_csv(rows)), _write(out / "deltas.csv", _deltas_csv(rows))]
@@ -114,6 +116,8 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
     lines += ["", "## Change against the text-only baseline", ""]
     if baseline is None:
         lines.append("No baseline: no arm is named '...text-only' and none was given with --baseline.")
+    elif not any(row.deltas for row in rows):
+        lines.append(f"Baseline arm: **{baseline}**. No stage has evaluation results on both sides yet.")
     else:
         lines += [
             f"Baseline arm: **{baseline}**. Cooldown stages are compared with its cooldown, the others with "
