@@ -111,6 +111,7 @@ def test_seq_len_change_rebuilds_with_a_message(small_corpus: Path, tmp_path: Pa
     build_corpus(spec, copy, progress=messages.append)
     assert messages[0] == "seq_len changed from 128 to 64: rebuilding those sources"
     assert messages[1].endswith("up to date")  # the tokenizer does not depend on seq_len
+    assert "text_jargon: built from another spec or tokenizer, rebuilding" in messages
     corpus = Corpus.open(copy)
     assert corpus.seq_len == 64
     assert read_samples(corpus.split_dir("text_jargon", "train")).shape[1] == 64

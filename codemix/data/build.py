@@ -98,6 +98,8 @@ def build_corpus(
                         pass
                 progress(f"{source.name}: up to date")
                 continue
+            if manifest:
+                progress(f"{source.name}: built from another spec or tokenizer, rebuilding")
             invalidate()
             pool = pool or stack.enter_context(EncoderPool(settings, processes))
             hashes = {"spec_hash": expected[source.name], "tokenizer_recipe": tokenizer_recipe, "tokenizer_hash": tokenizer_hash}
