@@ -59,14 +59,19 @@ def test_eval_stage_dir_writes_results_and_reports_a_broken_task(tmp_path, capsy
     assert results["sandbox"]["limits"]["wall_s"] == 10.0 and results["command"] == ["codemix", *args]
     assert "heldout" not in results
     err = capsys.readouterr().err
-    assert "[2/5] broken FAILED" in err and "[5/5] humaneval" in err and "failed tasks: broken" in err
+    assert "broken FAILED: JSONDecodeError" in err and "[5/5] humaneval" in err and "failed tasks: broken" in err
 
 
-def test_eval_checkpoint_dir_is_identified_by_weights_hash(tmp_path):
+def test_eval_checkpoint_dir_is_identified_by_weights_hash(tmp_path, small_corpus):
     out = tmp_path / "elsewhere" / "r.json"
-    assert main(["eval", str(shared_checkpoint()), "--tasks", "cb", "--limit", "3", "--out", str(out)]) == 0
+    args = ["eval", str(shared_checkpoint()), "--tasks", "cb", "--limit", "3", "--out", str(out)]
+    assert main(args) == 0
     results = json.loads(out.read_text())
     assert results["checkpoint"]["kind"] == "checkpoint" and len(results["checkpoint"]["sha256"]) == 64
+    # a corpus of another tokenizer: held-out loss is refused and reported, the task results stay
+    assert main([*args, "--corpus", str(small_corpus)]) == 1
+    results = json.loads(out.read_text())
+    assert "differs from the checkpoint's" in results["failed"]["heldout"]["error"] and "cb" in results["tasks"]
     assert not list(out.parent.glob(".*tmp*"))  # written atomically: no temporary left behind
 
 

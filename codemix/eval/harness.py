@@ -36,6 +36,16 @@ def corpus_for(target: Target, corpus: str | Path | None) -> Corpus | None:
     return None
 
 
+def _guarded(results: dict, name: str, progress: Progress, step: Callable):
+    """Run one step; a failure is recorded under results["failed"][name] and the evaluation goes on."""
+    try:
+        return step()
+    except Exception as err:  # noqa: BLE001 - one broken task must not sink the others
+        results["failed"][name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        progress(f"{name} FAILED: {type(err).__name__}: {err}")
+        return None
+
+
 def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, command: list[str],
              out: Path | None = None, corpus: str | Path | None = None, heldout_samples: int = 64,
              device: str = "cpu", progress: Progress = print) -> dict:
@@ -56,24 +66,23 @@ def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, comman
     for number, spec in enumerate(tasks, start=1):
         progress(f"[{number}/{len(tasks)}] {spec.name} ({spec.kind}) ...")
         task_started = time.monotonic()
-        try:
-            result = run_task(spec, model, options)
-        except Exception as err:  # noqa: BLE001 - one broken task must not sink the others
-            results["failed"][spec.name] = {"error": f"{type(err).__name__}: {err}",
-                                            "traceback": traceback.format_exc()}
-            progress(f"[{number}/{len(tasks)}] {spec.name} FAILED: {type(err).__name__}: {err}")
+        result = _guarded(results, spec.name, progress, lambda: run_task(spec, model, options))
+        if result is None:
             continue
         result["wall_s"] = round(time.monotonic() - task_started, 2)
         results["tasks"][spec.name] = result
         progress(f"[{number}/{len(tasks)}] {spec.name}: {result['primary_metric']} = {result['score']:.4f} "
                  f"on {result['counts']['scored']} examples ({result['wall_s']} s)")
     results["aggregate"] = aggregate({name: (r["category"], r["score"]) for name, r in results["tasks"].items()})
-    data = corpus_for(target, corpus)
-    if data is not None and heldout_samples > 0:
-        progress(f"held-out loss on {data.path} ...")
-        tokenizer_hash = file_hash(target.weights_dir / TOKENIZER)
-        results["heldout"] = {"corpus": str(data.path),
-                              "sources": heldout_loss(model, data, tokenizer_hash, heldout_samples)}
+    if heldout_samples > 0:
+        data = _guarded(results, "heldout", progress, lambda: corpus_for(target, corpus))
+        if data is not None:
+            progress(f"held-out loss on {data.path} ...")
+            tokenizer_hash = file_hash(target.weights_dir / TOKENIZER)
+            sources = _guarded(results, "heldout", progress,
+                               lambda: heldout_loss(model, data, tokenizer_hash, heldout_samples))
+            if sources is not None:
+                results["heldout"] = {"corpus": str(data.path), "sources": sources}
     results["wall_s"] = round(time.monotonic() - started, 2)
     path = write_results(out or target.default_results, results)
     progress(f"results: {path}")
