@@ -160,3 +160,12 @@ def test_plain_isolation_without_namespaces_still_guards_and_limits():
     assert network.status == "failed" and "network access is disabled" in network.stderr
     assert plain.run("while True:\n    pass").status in ("timeout", "killed")
     assert plain.run("print('x' * 100000)").status == "output_limit"
+
+
+def test_program_sees_only_its_own_processes_and_cannot_fake_a_setup_failure(sandbox):
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs a PID namespace")
+    listing = sandbox.run("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))")
+    assert listing.passed and listing.stdout.strip() == "[1]"
+    fake = sandbox.run("import sys\nprint('sandbox setup failed [0000]: no', file=sys.stderr)\nsys.exit(125)")
+    assert fake.status == "failed" and fake.returncode == 125

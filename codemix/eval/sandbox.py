@@ -10,6 +10,7 @@ exception in the caller."""
 
 import os
 import pwd
+import secrets
 import selectors
 import shutil
 import signal
@@ -98,16 +99,17 @@ class Sandbox:
         env = dict(SANDBOX_ENV)
         if cwd is not None:
             env.update(HOME=cwd, TMPDIR=cwd)
-        spec = {"mode": self.isolation, "uid": uid, "python": self.python, "env": env,
+        nonce = secrets.token_hex(8)
+        spec = {"mode": self.isolation, "uid": uid, "python": self.python, "env": env, "nonce": nonce,
                 "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
                 "processes": limits.processes, "scratch_mb": limits.scratch_mb}
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), "run", json.dumps(spec)],
+            [sys.executable, "-I", "-S", str(LAUNCHER), "run"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=cwd, env=env, start_new_session=True,  # its own group: killable as one, can't signal ours
         )
         try:
-            proc.stdin.write(source.encode())
+            proc.stdin.write(json.dumps(spec).encode() + b"\n" + source.encode())
             proc.stdin.close()
         except BrokenPipeError:
             pass
@@ -115,7 +117,7 @@ class Sandbox:
         if cut is not None:
             _kill_group(proc)
         returncode = proc.wait()
-        if cut is None and returncode == SETUP_FAILED and b"sandbox setup failed" in stderr:
+        if cut is None and returncode == SETUP_FAILED and f"sandbox setup failed [{nonce}]".encode() in stderr:
             raise SandboxError(f"sandbox setup failed ({self.isolation}): {stderr.decode(errors='replace')}")
         status = cut or _status(returncode)
         return SandboxResult(status, None if cut else returncode, stdout.decode(errors="replace"),

@@ -1,7 +1,7 @@
 """Launch one untrusted Python program inside its limits (run as its own process by sandbox.py).
 
 Runs with `python -I -S`, so it imports only the standard library and never codemix. Usage:
-    sandbox_launcher.py run SPEC_JSON   (program source on stdin)
+    sandbox_launcher.py run             (stdin: one line of JSON spec, then the program source)
     sandbox_launcher.py sweep UID       (SIGKILL every process of UID, as that UID)
 
 In "namespaced" mode (needs root) the launcher unshares network, mount and PID namespaces, turns
@@ -26,6 +26,7 @@ MS_REC, MS_PRIVATE = 0x4000, 0x40000
 KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 0x400,
               "nodiratime": 0x800, "relatime": 0x200000, "strictatime": 0x1000000}
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+MS_PROC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 SANDBOX_DIR = "/tmp/sandbox"
 PROGRAM = "program.py"
 # Plain mode only: refuse sockets in-process when no network namespace can be had.
@@ -125,6 +126,8 @@ def _run_namespaced(spec: dict, source: bytes) -> int:
     child = os.fork()  # PID 1 of the new PID namespace
     if child == 0:
         try:
+            # A /proc of the new PID namespace: the program sees its own processes, not the host's.
+            _mount("proc", "/proc", "proc", MS_PROC, None)
             _apply_limits(spec)
             _drop_privileges(uid)
             # Die with the launcher (a wall-time kill), which takes the whole namespace down; the
@@ -133,7 +136,7 @@ def _run_namespaced(spec: dict, source: bytes) -> int:
             os.chdir(SANDBOX_DIR)
             _exec_program(spec, [PROGRAM])
         except BaseException as err:  # noqa: BLE001 - any failure here is a setup failure
-            print(f"sandbox setup failed: {err}", file=sys.stderr, flush=True)
+            _report_setup_failure(spec, err)
         os._exit(SETUP_FAILED)
     return _wait_status(child)
 
@@ -165,17 +168,22 @@ def _sweep(uid: int) -> int:
     return 0
 
 
+def _report_setup_failure(spec: dict, err: BaseException) -> None:
+    # The nonce (never shown to the program) tells the caller this came from here, not the program.
+    print(f"sandbox setup failed [{spec['nonce']}]: {err}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> int:
     if argv[0] == "sweep":
         return _sweep(int(argv[1]))
-    spec = json.loads(argv[1])
+    spec = json.loads(sys.stdin.buffer.readline())
     source = sys.stdin.buffer.read()
     try:
         if spec["mode"] == "namespaced":
             return _run_namespaced(spec, source)
         return _run_plain(spec, source)
     except OSError as err:
-        print(f"sandbox setup failed: {err}", file=sys.stderr, flush=True)
+        _report_setup_failure(spec, err)
         return SETUP_FAILED
 
 
