@@ -2,16 +2,17 @@
 
 streaming 0.13 imports `streaming.vision`, which needs torchvision; PyPI's only torchvision for this
 torch is a CUDA build that crashes beside a CPU torch (and takes torchmetrics and Lightning with it).
-codemix uses no vision datasets, so an empty `streaming.vision` is registered before the import.
+codemix uses none of streaming's ready-made vision, text or multimodal datasets, so empty modules
+stand in for them before the import (the text ones also pull transformers: seconds per process).
 """
 
 import sys
 import types
 
-if "streaming.vision" not in sys.modules:
-    sys.modules["streaming.vision"] = types.ModuleType("streaming.vision")
+for _unused in ("streaming.vision", "streaming.text", "streaming.multimodal"):
+    sys.modules.setdefault(_unused, types.ModuleType(_unused))
 
 import streaming  # noqa: E402
-from streaming import MDSWriter, Stream, StreamingDataLoader, StreamingDataset  # noqa: E402
+from streaming import LocalDataset, MDSWriter, Stream, StreamingDataLoader, StreamingDataset  # noqa: E402
 
-__all__ = ["streaming", "MDSWriter", "Stream", "StreamingDataset", "StreamingDataLoader"]
+__all__ = ["streaming", "LocalDataset", "MDSWriter", "Stream", "StreamingDataset", "StreamingDataLoader"]
