@@ -17,7 +17,7 @@ from codemix.train.run import train_recipe
 from codemix.train.stages import read_metrics, read_training_checkpoint
 from test_train_stages import COOLDOWN, INIT, STEP_TOKENS, write_recipe
 
-STEPS = 60
+STEPS = 40
 SHORT_INIT = {**INIT, "tokens": 4 * STEP_TOKENS, "val_interval_tokens": 0, "checkpoint_interval_tokens": 0}
 LONG_COOLDOWN = {**COOLDOWN, "tokens": STEPS * STEP_TOKENS, "checkpoint_interval_tokens": 5 * STEP_TOKENS,
                  "max_passes": 4.0}

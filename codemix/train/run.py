@@ -7,6 +7,7 @@ see the same files, only global rank 0 writes final weights, metrics and lineage
 at a barrier before the next stage."""
 
 import dataclasses
+import gc
 import os
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
@@ -173,7 +175,13 @@ class StageTraining:
         trainer.save_checkpoint(target.last_checkpoint, weights_only=False)  # the end state: a child may load its optimizer
         if trainer.is_global_zero:
             self.finish(module, datamodule, trainer, attempts, home)
-        trainer.strategy.barrier()
+        # Free this stage's StreamingDataset (and its shared memory) on every rank before any rank
+        # registers the next stage's: ranks that saw different leftovers would pick different
+        # shared-memory prefixes. Then wait for rank 0's final weights and lineage.
+        del trainer, datamodule, module
+        gc.collect()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
 
     def build_module(self, fresh: bool) -> CodemixLM:
         """The stage's model. A resumed stage takes everything from its checkpoint, so the parent's
