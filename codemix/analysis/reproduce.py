@@ -1,0 +1,309 @@
+"""`codemix reproduce`: the study in miniature, in one command.
+
+1. Recipes: every `*.yaml` directly in RECIPE_DIR that names a recipe (`name:`). The pieces the arms
+   compose (base.yaml, cooldown_*.yaml, arms/) have no name, and sub-folders are other studies
+   (`--smoke` takes RECIPE_DIR/smoke/ instead).
+2. Corpus: built from the recipes' `data.build` when missing. Every stage's mixture is then checked
+   against it before any training: a recipe whose mixture names a source or kind the corpus lacks (the
+   synthetic arms need `codemix data synth` first) is skipped and said so; any other bad stage stops
+   the run up front.
+3. Training: all stages form one graph keyed by stage identity, so a stage that several arms share
+   trains once; recipes that start from another recipe's stage (`recipe:` parents) come after it.
+4. Evaluation: every distinct stage on the study's suite at `limit` examples per task, keeping an
+   existing eval/results.json when it scored the same identity with the same limit and tasks.
+5. Report: build_report over exactly the stages of this study, in <home>/reports/<name>/, plus
+   reproduce.json (recipes, skipped ones, stage and token counts, wall times, load average).
+
+Interrupting (Ctrl-C, kill) loses at most the stage in flight: a re-run reuses completed stages and
+evaluations and resumes a half-trained stage from its last checkpoint."""
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from codemix.config.loading import read_yaml
+from codemix.config.recipe import load_recipe, parent_of, stage_identity, stage_order
+from codemix.config.recipe_schema import Recipe
+from codemix.data.corpus import Corpus, read_json, write_json_atomic
+from codemix.data.mixture import plan_stage
+from codemix.errors import ConfigError
+from codemix.paths import reports_dir
+
+if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
+    from codemix.analysis.report import Report
+
+# Examples per task. A full-size evaluation scores thousands; on CPU the tiny study's ~20 stages get
+# 10 each (about a minute a stage unloaded, most of it the two code tasks generating token by token),
+# the smoke study 2. The report's bootstrap intervals show how little that many examples say.
+DEFAULT_LIMIT = 10
+SMOKE_LIMIT = 2
+# Validation samples per source for the held-out loss (the eval default, 64, costs a stage about as
+# much as ten training steps of the tiny model).
+DEFAULT_HELDOUT_SAMPLES = 16
+SMOKE_HELDOUT_SAMPLES = 4
+SMOKE_DIR = "smoke"
+SUITE = "paper"
+REPRODUCE_FILE = "reproduce.json"
+
+Say = Callable[[str], None]
+Home = str | os.PathLike | None
+
+
+@dataclass(frozen=True)
+class StudyStage:
+    recipe: Recipe
+    name: str
+    identity: str
+    tokens: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe.name}/{self.name}"
+
+
+@dataclass
+class Study:
+    """The recipes of one directory as a graph of stages; `stages` lists every (recipe, stage) pair,
+    recipes parents-first, so a stage shared by several arms appears once per arm."""
+
+    name: str
+    recipe_dir: Path
+    recipes: list[Recipe]
+    stages: list[StudyStage]
+    skipped: dict[str, str] = field(default_factory=dict)  # recipe file -> why it cannot run here
+
+    @property
+    def distinct(self) -> list[StudyStage]:
+        """One entry per identity, in training order: what is trained and evaluated."""
+        seen: dict[str, StudyStage] = {}
+        for stage in self.stages:
+            seen.setdefault(stage.identity, stage)
+        return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Settings:
+    limit: int
+    heldout_samples: int
+
+    @classmethod
+    def for_run(cls, smoke: bool, limit: int | None) -> "Settings":
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {limit}")
+        default_limit, heldout = (SMOKE_LIMIT, SMOKE_HELDOUT_SAMPLES) if smoke else (DEFAULT_LIMIT,
+                                                                                    DEFAULT_HELDOUT_SAMPLES)
+        return cls(limit if limit is not None else default_limit, heldout)
+
+
+# ---- planning ------------------------------------------------------------------------------------------
+def study_dir(recipe_dir: str | os.PathLike, smoke: bool) -> Path:
+    directory = Path(recipe_dir).resolve()
+    if not directory.is_dir():
+        raise ConfigError(f"{recipe_dir}: no such recipe directory")
+    if smoke:
+        directory = directory / SMOKE_DIR
+        if not directory.is_dir():
+            raise ConfigError(f"{recipe_dir}: --smoke needs a '{SMOKE_DIR}/' folder of recipes in it")
+    return directory
+
+
+def recipe_files(directory: Path) -> list[Path]:
+    """The YAML files directly in `directory` that are recipes (have a top-level `name`)."""
+    files = [path for path in sorted(directory.glob("*.yaml")) if "name" in read_yaml(path)]
+    if not files:
+        raise ConfigError(f"{directory}: no recipe in it (a *.yaml file with a top-level 'name')")
+    return files
+
+
+def plan_study(directory: Path, name: str, home: Home, command: str, say: Say) -> Study:
+    """Load and check every recipe of `directory`, building their corpus first when it is missing."""
+    from codemix.train.run import open_corpus  # Lightning is imported only once the study runs
+
+    recipes, skipped = [], {}
+    for path in recipe_files(directory):
+        recipe = load_recipe(path)
+        corpus = open_corpus(recipe, home, command)
+        missing = _missing_mixture_keys(recipe, corpus)
+        if missing:
+            skipped[str(path)] = (f"its mixtures name {missing}, which the corpus {corpus.path} has neither as a "
+                                  "source nor as a kind (a synthetic source is added by `codemix data synth`)")
+            say(f"skipping {path.name}: {skipped[str(path)]}")
+            continue
+        _check_stages(recipe, corpus)
+        recipes.append(recipe)
+    recipes = _parents_first(recipes)
+
+    def tokenizer_hash(recipe: Recipe) -> str:
+        return open_corpus(recipe, home, command).tokenizer_hash
+
+    stages = [StudyStage(recipe, stage, stage_identity(recipe, stage, tokenizer_hash), recipe.stages[stage].tokens)
+              for recipe in recipes for stage in stage_order(recipe)]
+    return Study(name, directory, recipes, stages, skipped)
+
+
+def _missing_mixture_keys(recipe: Recipe, corpus: Corpus) -> list[str]:
+    known = {source.name for source in corpus.sources} | {source.kind for source in corpus.sources}
+    keys = [key for stage in recipe.stages.values() for key in stage.mixture]
+    return sorted({key for key in keys if key not in known})
+
+
+def _check_stages(recipe: Recipe, corpus: Corpus) -> None:
+    """Fail before any training when a stage cannot be fed (a source too small for its share, ...)."""
+    for name, stage in recipe.stages.items():
+        plan_stage(corpus, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.max_passes,
+                   corpus.tokenizer_hash, origin=f"{recipe.source_path}: stages.{name}")
+
+
+def _parents_first(recipes: list[Recipe]) -> list[Recipe]:
+    """Recipes in file order, except that one whose stage starts from another recipe's stage
+    (`recipe:<path>#<stage>`) comes after that recipe."""
+    by_path = {Path(recipe.source_path): recipe for recipe in recipes}
+    ordered: list[Recipe] = []
+
+    def visit(recipe: Recipe) -> None:
+        if recipe in ordered:
+            return
+        for stage in recipe.stages:
+            parent = parent_of(recipe, stage)
+            if parent.kind == "recipe" and parent.path.resolve() in by_path:
+                visit(by_path[parent.path.resolve()])
+        ordered.append(recipe)
+
+    for recipe in recipes:
+        visit(recipe)
+    return ordered
+
+
+# ---- training --------------------------------------------------------------------------------------------
+def train_study(study: Study, home: Home, command: str, say: Say) -> None:
+    """Train (or reuse) every stage; a stage several arms share trains once and is linked into each."""
+    from codemix.train.run import open_corpus, run_stage
+
+    distinct = study.distinct
+    total = sum(stage.tokens for stage in distinct)
+    started: set[str] = set()
+    tokens_before = 0
+    for recipe in study.recipes:
+        corpus = open_corpus(recipe, home, command)
+        done = {}
+        for stage in (s for s in study.stages if s.recipe is recipe):
+            if stage.identity not in started:
+                started.add(stage.identity)
+                say(f"\n[{len(started)}/{len(distinct)}] {stage.label} [{stage.identity}]: {stage.tokens:,} tokens "
+                    f"(study: {tokens_before:,} of {total:,} tokens before it)")
+                tokens_before += stage.tokens
+            done[stage.name] = run_stage(recipe, stage.name, corpus, done, home, command)
+
+
+# ---- evaluation ------------------------------------------------------------------------------------------
+def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequence[str], say: Say) -> None:
+    from codemix.eval.harness import evaluate
+    from codemix.eval.results import resolve_target
+    from codemix.eval.runner import EvalOptions
+    from codemix.eval.tasks.registry import resolve_tasks
+    from codemix.train.stages import find_completed
+
+    tasks = resolve_tasks(SUITE, None)
+    task_names = sorted(task.name for task in tasks)
+    distinct = study.distinct
+    for number, stage in enumerate(distinct, start=1):
+        found = find_completed(stage.identity, home)
+        if found is None:
+            raise ConfigError(f"stage {stage.label} [{stage.identity}] is not trained; run the same command again")
+        target = resolve_target(found.path)
+        prefix = f"[eval {number}/{len(distinct)}] {stage.label}"
+        if is_current(target.default_results, stage.identity, settings.limit, task_names):
+            say(f"{prefix}: reusing {target.default_results}")
+            continue
+        say(f"{prefix}: {len(tasks)} tasks x {settings.limit} examples ...")
+        with one_torch_thread():
+            evaluate(target, tasks, EvalOptions(limit=settings.limit), list(command),
+                     heldout_samples=settings.heldout_samples, progress=lambda line: say(f"    {line}"))
+
+
+def is_current(results_path: Path, identity: str, limit: int, task_names: list[str]) -> bool:
+    """Whether `results_path` scored this stage identity with this limit on exactly these tasks."""
+    if not results_path.is_file():
+        return False
+    try:
+        results = read_json(results_path)
+        scored = sorted({*results["tasks"], *results["failed"]})
+        return (results["checkpoint"].get("identity") == identity and results["options"]["limit"] == limit
+                and scored == task_names)
+    except (ConfigError, KeyError, TypeError, AttributeError):
+        return False  # unreadable or from another format: evaluate again
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Scoring and token-by-token generation of a small model are many small operations: a second
+    intra-op thread only adds synchronisation, which costs 30x on a loaded 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------
+def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
+              out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
+              say: Say = print) -> "Report | None":
+    """Plan, train, evaluate and report the study of `recipe_dir`; returns the report (None on the
+    non-zero ranks of a multi-process training job, which only take part in training)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from codemix.analysis.report import build_report
+
+    settings = Settings.for_run(smoke, limit)
+    directory = study_dir(recipe_dir, smoke)
+    name = Path(recipe_dir).resolve().name + ("-smoke" if smoke else "")
+    command_line = " ".join(command)
+    load_before = os.getloadavg()
+    clock = time.monotonic()
+    study = plan_study(directory, name, home, command_line, say)
+    say(f"study {name}: {len(study.recipes)} recipes, {len(study.stages)} arm stages, {len(study.distinct)} "
+        f"distinct stages, {sum(s.tokens for s in study.distinct):,} tokens to train"
+        + (f"; {len(study.skipped)} recipes skipped" if study.skipped else ""))
+    planned = time.monotonic()
+    train_study(study, home, command_line, say)
+    if rank_zero_only.rank != 0:
+        return None
+    trained = time.monotonic()
+    evaluate_study(study, settings, home, command, say)
+    evaluated = time.monotonic()
+    out = Path(out) if out is not None else reports_dir(home) / name
+    report = build_report([_stage_path(stage, home) for stage in study.stages], out)
+    finished = time.monotonic()
+    write_json_atomic(out / REPRODUCE_FILE, {
+        "command": list(command),
+        "recipe_dir": str(directory),
+        "recipes": [recipe.source_path for recipe in study.recipes],
+        "skipped": study.skipped,
+        "stages": len(study.stages),
+        "distinct_stages": len(study.distinct),
+        "tokens": sum(s.tokens for s in study.distinct),
+        "eval": {"suite": SUITE, "limit": settings.limit, "heldout_samples": settings.heldout_samples},
+        # This run's times: reused stages and evaluations cost almost nothing.
+        "wall_s": {"plan": round(planned - clock, 1), "train": round(trained - planned, 1),
+                   "eval": round(evaluated - trained, 1), "report": round(finished - evaluated, 1),
+                   "total": round(finished - clock, 1)},
+        "load_average": {"start": load_before, "end": os.getloadavg()},
+        "cpu_count": os.cpu_count(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    return report
+
+
+def _stage_path(stage: StudyStage, home: Home) -> Path:
+    from codemix.train.stages import stage_dir
+
+    return stage_dir(stage.recipe.name, stage.name, stage.identity, home).path

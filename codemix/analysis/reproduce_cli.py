@@ -1,0 +1,53 @@
+"""`codemix reproduce RECIPE_DIR [--smoke] [--home DIR] [--limit N] [--out DIR]`: the study in one command."""
+
+import argparse
+import sys
+
+DESCRIPTION = ("Build the recipes' corpus when missing, train every arm of RECIPE_DIR as one graph of stages "
+               "(a stage that arms share trains once), evaluate each stage on the study's suite, and write the report.")
+EPILOG = """\
+  codemix reproduce recipes/tiny            the study in miniature (CPU)
+  codemix reproduce recipes/tiny --smoke    its smoke subset (recipes/tiny/smoke/), minutes
+
+Interrupt it at any time (Ctrl-C) and run the same command again: completed stages and evaluations
+are reused, a half-trained stage resumes from its last checkpoint."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from codemix.analysis.reproduce import DEFAULT_LIMIT, SMOKE_LIMIT
+
+    parser = subparsers.add_parser(
+        "reproduce", help="train, evaluate and report a directory of study arms in one command",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe_dir", metavar="RECIPE_DIR", help="directory of arm recipes, e.g. recipes/tiny")
+    parser.add_argument("--smoke", action="store_true", help="run RECIPE_DIR/smoke/ with a tiny evaluation")
+    parser.add_argument("--home", help="root for corpora, runs and reports (default: $CODEMIX_HOME or ./.codemix)")
+    parser.add_argument("--limit", type=int,
+                        help=f"examples per evaluation task (default {DEFAULT_LIMIT}; {SMOKE_LIMIT} with --smoke)")
+    parser.add_argument("--out", help="report directory (default: <home>/reports/<RECIPE_DIR name>[-smoke])")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from codemix.analysis.reproduce import reproduce
+
+    command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
+        f"--{name}={value}" for name in ("home", "limit", "out") if (value := getattr(args, name)) is not None]
+    try:
+        report = reproduce(args.recipe_dir, args.smoke, args.home, args.limit, args.out, command,
+                           say=lambda line: print(line, flush=True))
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C during training into SystemExit
+        print("\ncodemix reproduce: interrupted. Completed stages and evaluations are kept; run the same "
+              "command again to continue.", file=sys.stderr, flush=True)
+        return 130
+    if report is not None:
+        print("\n" + _table2(report.markdown.read_text()))
+        print(f"report: {report.markdown} ({len(report.files)} files in {report.out})", flush=True)
+    return 0
+
+
+def _table2(markdown: str) -> str:
+    """The report's Table 2 section (what a person looks at first)."""
+    section = markdown.split("## Table 2", 1)[-1].split("\n## ", 1)[0]
+    return "Table 2" + section.rstrip()
