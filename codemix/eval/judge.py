@@ -8,17 +8,15 @@ Judges: any OpenAI-compatible /v1/chat/completions endpoint (URL + model), or a 
 that picks the verdict it finds most likely."""
 
 import json
-import os
 import re
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from codemix.errors import CodemixError, ConfigError
+from codemix.errors import ConfigError
+from codemix.eval.chat_api import chat_completion
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.runner import Model
 from codemix.eval.task_data import read_jsonl
@@ -61,27 +59,11 @@ class HttpJudge:
     model: str
     timeout_s: float = 120.0
 
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        if url.endswith("/chat/completions"):
-            return url
-        return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
-
     def judge(self, prompt: str, first: str, second: str) -> tuple[str, str]:
         body = {"model": self.model, "temperature": 0, "messages": [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": TEMPLATE.format(prompt=prompt, first=first, second=second)}]}
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get(API_KEY_ENV):
-            headers["Authorization"] = f"Bearer {os.environ[API_KEY_ENV]}"
-        request = urllib.request.Request(self.endpoint, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                payload = json.load(response)
-            reply = payload["choices"][0]["message"]["content"]
-        except (urllib.error.URLError, OSError, KeyError, IndexError, json.JSONDecodeError) as err:
-            raise CodemixError(f"judge {self.endpoint} (model {self.model!r}) failed: {err}") from err
+        reply = chat_completion(self.url, body, API_KEY_ENV, self.timeout_s, what="judge")
         return parse_verdict(reply), reply
 
 
