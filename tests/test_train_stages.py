@@ -154,3 +154,15 @@ def test_a_stage_whose_parent_has_another_architecture_is_refused(arm, small_cor
     assert main(["train", "--home", str(home), str(wider)]) == 2
     err = capsys.readouterr().err
     assert f"init_from 'checkpoint:{init.dir.final}'" in err and "differs from this stage's" in err
+
+
+@pytest.mark.gpu
+def test_a_bf16_stage_on_the_gpu_logs_mfu(small_corpus, tmp_path):
+    path = write_recipe(tmp_path, "gpu", small_corpus, {"init": INIT},
+                        trainer={"accelerator": "gpu", "precision": "bf16-mixed"})
+    (stage,) = train_recipe(path, home=tmp_path / "home", command="pytest")
+    rows = [r for r in read_metrics(stage.dir.metrics) if r.get("train/loss")]
+    assert len(rows) == 16 and all(0 < float(r["train/loss"]) < 20 for r in rows)
+    name = torch.cuda.get_device_name(0)
+    if any(key in name for key in ("H100", "H200", "A100")):
+        assert 0 < float(rows[-1]["perf/mfu"]) < 1
