@@ -16,17 +16,15 @@ WINRATE = "winrate"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", add_help=False, help="evaluate a checkpoint or stage dir; `eval winrate A B` compares two",
-        description=__doc__)
+        "eval", help="evaluate a checkpoint or stage dir; `eval winrate A B` compares two",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", metavar="CHECKPOINT_OR_STAGE_DIR|winrate")
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                        help="options of that form: `codemix eval DIR --help` or `codemix eval winrate --help`")
     parser.set_defaults(func=_dispatch)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.target in ("-h", "--help"):
-        print(__doc__)
-        return 0
     command = ["codemix", "eval", args.target, *args.rest]
     if args.target == WINRATE:
         return run_winrate(winrate_parser().parse_args(args.rest), command)
