@@ -13,3 +13,5 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/data_throughput.py
+	.venv/bin/python benchmarks/train_throughput.py
+	.venv/bin/python benchmarks/eval_throughput.py
