@@ -51,10 +51,11 @@ def score(model: Decoder, sequences: Sequence[tuple[list[int], int]], batch_size
             targets += ids[-n:] if n else []
         hidden = model(inputs.to(device), return_hidden=True)
         picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-        logprobs = F.log_softmax(F.linear(picked, model.output_weight).float(), dim=-1)
-        target = torch.tensor(targets, device=device)
-        token_lp = logprobs.gather(1, target[:, None])[:, 0].cpu()
-        hits = (logprobs.argmax(-1) == target).cpu()
+        logits = F.linear(picked, model.output_weight).float()
+        target_logit = logits.gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+        # log p = logit - logsumexp: no [tokens, vocab] log-softmax tensor is written
+        token_lp = (target_logit - torch.logsumexp(logits, dim=-1)).cpu()
+        hits = (target_logit >= logits.amax(dim=-1)).cpu()
         offset = 0
         for row, index in enumerate(batch):
             n = sequences[index][1]
