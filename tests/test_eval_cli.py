@@ -75,6 +75,15 @@ def test_eval_checkpoint_dir_is_identified_by_weights_hash(tmp_path, small_corpu
     assert not list(out.parent.glob(".*tmp*"))  # written atomically: no temporary left behind
 
 
+def test_help_names_both_forms(capsys):
+    for args in (["eval", "--help"], ["eval", "winrate", "--help"], ["eval", "some/dir", "--help"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "codemix eval winrate A B" in out and "--judge" in out and "--suite" in out
+
+
 def test_bad_target_and_unknown_task_are_user_errors(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert f"{tmp_path}: neither a checkpoint folder" in capsys.readouterr().err
