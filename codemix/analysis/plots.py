@@ -71,7 +71,7 @@ def score_figure(rows: list[Row], score: str, path: Path) -> Path | None:
     ax.set_title(f"{SCORE_TITLES[score]}, with the change vs the baseline [95% interval]")
     ax.margins(y=0.2)  # room for the labels above the bars
     ax.legend(handles=[Patch(color=color, label=name) for name, color in COLORS.items()], fontsize="small",
-              loc="lower right")
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: never over a bar
     ax.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 
