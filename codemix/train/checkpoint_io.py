@@ -1,4 +1,5 @@
-"""Lightning checkpoints written so a kill at any moment leaves the previous file whole.
+"""Files written so a kill at any moment leaves the previous version whole: Lightning checkpoints, and
+the stage files written next to them.
 
 Lightning's TorchCheckpointIO goes through an fsspec transaction, which on a local disk stages the
 bytes in the system temp dir and then *moves* them: across file systems that is a copy, not an atomic
@@ -6,8 +7,10 @@ rename, and nothing is fsynced. Here the bytes go to a temp file in the checkpoi
 fsynced, and replace the target with os.replace (atomic on POSIX)."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -16,23 +19,30 @@ from lightning.fabric.utilities.types import _PATH
 TMP_MARK = ".tmp-"
 
 
+@contextmanager
+def atomic_file(target: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temp file beside `target` for writing; on success it is fsynced and renamed over `target`,
+    on any failure it is removed and `target` is left as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, mode) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)  # make the rename itself durable
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
-        try:
-            with open(tmp, "wb") as out:
-                torch.save(checkpoint, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)  # make the rename itself durable
+        with atomic_file(Path(path)) as out:
+            torch.save(checkpoint, out)
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:

@@ -14,7 +14,6 @@
 """
 
 import csv
-import io
 import os
 import platform
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from codemix.errors import ConfigError
 from codemix.model.checkpoint import CONFIG, WEIGHTS, load_pretrained
 from codemix.model.config import ModelConfig
 from codemix.paths import runs_dir
+from codemix.train.checkpoint_io import atomic_file
 from codemix.train.module import CHECKPOINT_KEY
 
 STAGE_INDEX = "_stages"
@@ -169,13 +169,10 @@ def merge_metrics(stage: StageDir) -> Path:
             by_step.setdefault(int(row["step"]), {}).update({k: v for k, v in row.items() if v != ""})
     rows = [by_step[step] for step in sorted(by_step)]
     columns = sorted({key for row in rows for key in row}, key=lambda k: (k != "step", k))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    tmp = stage.metrics.with_name(f".{stage.metrics.name}.tmp-{os.getpid()}")
-    tmp.write_text(text.getvalue())
-    os.replace(tmp, stage.metrics)
+    with atomic_file(stage.metrics, "w") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     return stage.metrics
 
 
