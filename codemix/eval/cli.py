@@ -62,6 +62,7 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", help="corpus for per-source held-out loss (default: the stage's own)")
     parser.add_argument("--heldout-samples", type=int, default=64, help="val samples per source (0: skip)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy machine)")
     return parser
 
 
@@ -95,6 +96,10 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     target = resolve_target(args.target)
     user_tasks = [load_user_task(path) for path in args.task_file]
     tasks = resolve_tasks(args.suite, args.tasks, user_tasks)
