@@ -1,7 +1,7 @@
 """Every test session gets its own TMPDIR and CODEMIX_HOME, and leaves no /dev/shm segments behind
 (mosaicml-streaming keeps its shared memory there)."""
 
-pytest_plugins = ["corpus_fixtures"]
+pytest_plugins = ["corpus_fixtures", "reproduce_fixtures"]
 
 import os
 import shutil

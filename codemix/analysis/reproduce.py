@@ -18,6 +18,8 @@ Interrupting (Ctrl-C, kill) loses at most the stage in flight: a re-run reuses c
 evaluations and resumes a half-trained stage from its last checkpoint."""
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +54,7 @@ REPRODUCE_FILE = "reproduce.json"
 
 Say = Callable[[str], None]
 Home = str | os.PathLike | None
+StopCheck = Callable[[], None]  # raises KeyboardInterrupt once Ctrl-C was pressed
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,6 @@ class Study:
     """The recipes of one directory as a graph of stages; `stages` lists every (recipe, stage) pair,
     recipes parents-first, so a stage shared by several arms appears once per arm."""
 
-    name: str
-    recipe_dir: Path
     recipes: list[Recipe]
     stages: list[StudyStage]
     skipped: dict[str, str] = field(default_factory=dict)  # recipe file -> why it cannot run here
@@ -120,7 +121,7 @@ def recipe_files(directory: Path) -> list[Path]:
     return files
 
 
-def plan_study(directory: Path, name: str, home: Home, command: str, say: Say) -> Study:
+def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
     """Load and check every recipe of `directory`, building their corpus first when it is missing."""
     from codemix.train.run import open_corpus  # Lightning is imported only once the study runs
 
@@ -143,7 +144,7 @@ def plan_study(directory: Path, name: str, home: Home, command: str, say: Say) -
 
     stages = [StudyStage(recipe, stage, stage_identity(recipe, stage, tokenizer_hash), recipe.stages[stage].tokens)
               for recipe in recipes for stage in stage_order(recipe)]
-    return Study(name, directory, recipes, stages, skipped)
+    return Study(recipes, stages, skipped)
 
 
 def _missing_mixture_keys(recipe: Recipe, corpus: Corpus) -> list[str]:
@@ -180,7 +181,7 @@ def _parents_first(recipes: list[Recipe]) -> list[Recipe]:
 
 
 # ---- training --------------------------------------------------------------------------------------------
-def train_study(study: Study, home: Home, command: str, say: Say) -> None:
+def train_study(study: Study, home: Home, command: str, say: Say, stop_check: StopCheck = lambda: None) -> None:
     """Train (or reuse) every stage; a stage several arms share trains once and is linked into each."""
     from codemix.train.run import open_corpus, run_stage
 
@@ -192,6 +193,7 @@ def train_study(study: Study, home: Home, command: str, say: Say) -> None:
         corpus = open_corpus(recipe, home, command)
         done = {}
         for stage in (s for s in study.stages if s.recipe is recipe):
+            stop_check()
             if stage.identity not in started:
                 started.add(stage.identity)
                 say(f"\n[{len(started)}/{len(distinct)}] {stage.label} [{stage.identity}]: {stage.tokens:,} tokens "
@@ -201,7 +203,8 @@ def train_study(study: Study, home: Home, command: str, say: Say) -> None:
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------
-def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequence[str], say: Say) -> None:
+def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequence[str], say: Say,
+                   stop_check: StopCheck = lambda: None) -> None:
     from codemix.eval.harness import evaluate
     from codemix.eval.results import resolve_target
     from codemix.eval.runner import EvalOptions
@@ -212,6 +215,7 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
     task_names = sorted(task.name for task in tasks)
     distinct = study.distinct
     for number, stage in enumerate(distinct, start=1):
+        stop_check()
         found = find_completed(stage.identity, home)
         if found is None:
             raise ConfigError(f"stage {stage.label} [{stage.identity}] is not trained; run the same command again")
@@ -254,6 +258,28 @@ def one_torch_thread() -> Iterator[None]:
 
 
 # ---- the whole run ---------------------------------------------------------------------------------------
+@contextmanager
+def ctrl_c_remembered() -> Iterator[StopCheck]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: Python prints and drops an
+    interrupt that lands in a garbage-collection callback (which happens between stages), so the study
+    checks the returned function before each stage and evaluation. Main thread only (signal handlers)."""
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        pressed.set()
+        raise KeyboardInterrupt
+
+    def stop_check() -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop_check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
               out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
               say: Say = print) -> "Report | None":
@@ -269,16 +295,18 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
     command_line = " ".join(command)
     load_before = os.getloadavg()
     clock = time.monotonic()
-    study = plan_study(directory, name, home, command_line, say)
+    study = plan_study(directory, home, command_line, say)
     say(f"study {name}: {len(study.recipes)} recipes, {len(study.stages)} arm stages, {len(study.distinct)} "
         f"distinct stages, {sum(s.tokens for s in study.distinct):,} tokens to train"
         + (f"; {len(study.skipped)} recipes skipped" if study.skipped else ""))
     planned = time.monotonic()
-    train_study(study, home, command_line, say)
-    if rank_zero_only.rank != 0:
-        return None
-    trained = time.monotonic()
-    evaluate_study(study, settings, home, command, say)
+    with ctrl_c_remembered() as stop_check:
+        train_study(study, home, command_line, say, stop_check)
+        if rank_zero_only.rank != 0:
+            return None
+        trained = time.monotonic()
+        evaluate_study(study, settings, home, command, say, stop_check)
+        stop_check()
     evaluated = time.monotonic()
     out = Path(out) if out is not None else reports_dir(home) / name
     report = build_report([_stage_path(stage, home) for stage in study.stages], out)
