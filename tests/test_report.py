@@ -101,7 +101,8 @@ def scores(piqa: int, hellaswag: int, triviaqa: int, humaneval: int) -> dict:
 
 
 def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str, int], parent=None,
-               results: dict | None = None, val_loss: float = 4.0) -> Path:
+               results: dict | None = None, val_loss: float = 4.0,
+               finished_at: str = "2026-11-24T19:00:00+00:00") -> Path:
     path = runs / arm / f"{stage}-{identity}"
     path.mkdir(parents=True)
     cumulative = dict(tokens)
@@ -115,7 +116,7 @@ def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str
                "tokens": sum(tokens.values()), "tokens_per_source": tokens, "cumulative_tokens_per_source": cumulative,
                "mixture": [{"source": s, "kind": k, "target_share": 0.0, "planned_tokens": tokens.get(s, 0),
                             "observed_tokens": tokens.get(s, 0), "observed_share": 0.0} for s, k in SOURCES.items()],
-               "completed": True}
+               "finished_at": finished_at, "completed": True}
     (path / "lineage.json").write_text(json.dumps(lineage))
     steps = sum(tokens.values()) // STEP_TOKENS
     with open(path / "metrics.csv", "w", newline="") as out:
@@ -270,3 +271,16 @@ def test_no_text_only_arm_means_no_deltas(runs, tmp_path):
     assert main(["report", str(runs / "tiny-balanced-to-text"), "--out", str(out), "--resamples", "10"]) == 0
     assert read_csv(out / "deltas.csv") == []
     assert "No baseline" in (out / "report.md").read_text()
+
+
+def test_a_stage_superseded_in_its_arm_is_left_out_and_named(runs, tmp_path):
+    """An arm trained again after its recipe changed keeps the old stage dir: the later one counts."""
+    pt = next((runs / "tiny-text-only").glob("pt-a1"))
+    make_stage(runs, "tiny-text-only", "cooldown", "a0", {"kjv": 16 * STEP_TOKENS}, parent=pt,
+               results=scores(0, 0, 0, 0), finished_at="2026-11-24T18:00:00+00:00")
+    out = tmp_path / "r"
+    assert main(["report", str(runs), "--out", str(out), "--resamples", "10"]) == 0
+    table = read_csv(out / "table2.csv")
+    assert [r["identity"] for r in table if r["arm"] == "tiny-text-only"] == ["a1", "a2"]
+    assert "superseded by a later stage of the same name in its arm: tiny-text-only/cooldown" in (
+        out / "report.md").read_text()

@@ -20,7 +20,7 @@ from pathlib import Path
 from codemix.analysis.bootstrap import Interval, fmt_interval
 from codemix.analysis.curves import curves_by_arm
 from codemix.analysis.plots import loss_curves_figure, score_figure
-from codemix.analysis.runs import StageRun, find_stages
+from codemix.analysis.runs import StageRun, find_stages, latest_per_stage
 from codemix.analysis.table import SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
 from codemix.analysis.winrates import WinRate, read_winrates
 
@@ -41,7 +41,7 @@ class Report:
 
 def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, winrate_paths: list[Path] = (),
                  options: BootstrapOptions = BootstrapOptions()) -> Report:
-    stages = find_stages(run_dirs)
+    stages, superseded = latest_per_stage(find_stages(run_dirs))
     rows = build_rows(stages, baseline, options)
     winrates = read_winrates(list(winrate_paths), rows, options)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
         files.append(_write(out / "heldout.csv", _heldout_csv(rows)))
     if winrates:
         files.append(_write(out / "winrates.csv", _winrates_csv(winrates)))
-    markdown = _markdown(rows, winrates, [f.relative_to(out) for f in figures], run_dirs, options)
+    markdown = _markdown(rows, winrates, [f.relative_to(out) for f in figures], run_dirs, options, superseded)
     files.append(_write(out / "report.md", markdown))
     return Report(out, rows, winrates, files + figures)
 
@@ -93,7 +93,7 @@ def _scaled(interval: Interval, factor: float) -> Interval:
 
 
 def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run_dirs: list[Path],
-              options: BootstrapOptions) -> str:
+              options: BootstrapOptions, superseded: list[StageRun]) -> str:
     arms = list(dict.fromkeys(row.run.arm for row in rows))
     baseline = next((row.baseline.run.arm for row in rows if row.baseline is not None), None)
     lines = [
@@ -150,6 +150,8 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f.stem}]({f.as_posix()})" for f in figures]
     lines += ["", "## Coverage", ""] + _coverage(rows)
+    lines += [f"- left out, superseded by a later stage of the same name in its arm: {run.label} ({run.path})"
+              for run in superseded]
     return "\n".join(lines) + "\n"
 
 

@@ -103,6 +103,23 @@ def find_stages(paths: Iterable[Path]) -> list[StageRun]:
     return _in_training_order(unique)
 
 
+def latest_per_stage(runs: list[StageRun]) -> tuple[list[StageRun], list[StageRun]]:
+    """(kept, superseded): when an arm's directory holds two stages of one name (its recipe was edited
+    and trained again, so the old stage dir with its old identity is still there), the one finished
+    last is the arm's stage now."""
+    latest: dict[tuple[str, str], StageRun] = {}
+    for run in runs:
+        key = (run.arm, run.stage)
+        if key not in latest or _finished(run) > _finished(latest[key]):
+            latest[key] = run
+    kept = [run for run in runs if latest[(run.arm, run.stage)] is run]
+    return kept, [run for run in runs if latest[(run.arm, run.stage)] is not run]
+
+
+def _finished(run: StageRun) -> str:
+    return str(run.lineage.get("finished_at", ""))  # ISO 8601 UTC: compares as text
+
+
 def _walk(path: Path) -> list[StageRun]:
     if (path / LINEAGE).is_file():
         stage = _stage_run(path.parent.name, path)
