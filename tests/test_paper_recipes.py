@@ -179,7 +179,7 @@ def folded(tokens_by_kind: dict[str, float]) -> dict[str, float]:
 
 
 def test_smoke_subset_is_tiny_arms_with_smaller_budgets():
-    """A sixteenth of each tiny pretraining stage; cooldowns of 2 steps, so the anneal takes one step
+    """Half of each tiny pretraining stage; cooldowns of 2 steps, so the anneal takes one step
     above its final LR."""
     smoke = recipe_files(TINY / "smoke")
     assert smoke
@@ -192,7 +192,7 @@ def test_smoke_subset_is_tiny_arms_with_smaller_budgets():
             if name == "cooldown":
                 assert stage.steps == 2, path
             else:
-                assert stage.tokens * 16 == arm.stages[name].tokens, (path, name)
+                assert stage.tokens * 2 == arm.stages[name].tokens, (path, name)
 
 
 def test_data_example_builds_every_kind_the_paper_mixtures_use(tmp_path, monkeypatch):

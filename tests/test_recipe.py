@@ -205,6 +205,11 @@ def test_both_or_neither_batch_size_is_refused(arm: Path):
     assert "exactly one" in refused(arm, ["stages.init.global_batch=null"])
 
 
+def test_validation_samples_must_be_positive(arm: Path):
+    message = refused(arm, ["stages.cpt.val_samples_per_source=0"])
+    assert "stages.cpt.val_samples_per_source" in message and "positive" in message
+
+
 def test_a_warmup_longer_than_the_stage_is_refused(arm: Path):
     message = refused(arm, ["stages.cooldown.schedule.warmup=2"])  # the cooldown has 2 steps
     assert "stages.cooldown.schedule.warmup" in message and "none would be left to decay" in message
@@ -272,6 +277,7 @@ def test_identity_ignores_names_and_execution_details(tmp_path: Path, arm: Path)
     cosmetic = ["name=renamed", "description=words", "stage_defaults.micro_batch=1",
                 "trainer.devices=2", "trainer.strategy=ddp", "stage_defaults.num_workers=2",
                 "stage_defaults.val_interval_tokens=512", "stage_defaults.checkpoint_interval_tokens=1024",
+                "stage_defaults.val_samples_per_source=3",
                 "stages.cpt.mixture={text: 9, code: 1}",  # the same shares
                 "stage_defaults.global_batch=null", "stage_defaults.global_batch_tokens=512",  # 4 x 128
                 "stages.init.schedule.warmup=2"]  # 25% of 8 steps, as steps

@@ -319,6 +319,8 @@ class _Validator:
         for field_name in ("val_interval_tokens", "checkpoint_interval_tokens", "num_workers"):
             value = getattr(stage, field_name)
             self.require(key + (field_name,), value >= 0, value, "must be >= 0")
+        self.require(key + ("val_samples_per_source",), stage.val_samples_per_source > 0,
+                     stage.val_samples_per_source, "must be positive")
 
     def check_batch(self, key: Key, stage: StageConfig) -> None:
         """Settle global_batch in sequences, then check it splits over the devices and fills the budget."""

@@ -139,6 +139,7 @@ class StageConfig:
     seed: int = 0
     max_passes: float = 1.0  # how many times a source may be repeated to fill its share
     val_interval_tokens: int = 0  # 0 = validate only at the end of the stage
+    val_samples_per_source: int = 64  # held-out sequences per source in each validation pass
     checkpoint_interval_tokens: int = 0  # 0 = checkpoint only at the end of the stage
     num_workers: int = 0
 

@@ -164,7 +164,7 @@ class StageTraining:
         datamodule = MixtureDataModule(
             self.corpus.path, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.micro_batch,
             stage.seed, max_passes=stage.max_passes, num_workers=stage.num_workers,
-            tokenizer_hash=self.corpus.tokenizer_hash, origin=f"{self.recipe.source_path}: stages.{self.name}",
+            val_samples_per_source=stage.val_samples_per_source, tokenizer_hash=self.corpus.tokenizer_hash, origin=f"{self.recipe.source_path}: stages.{self.name}",
         )
         trainer = self.build_trainer()
         attempts = target.record_attempt(str(resume) if resume else None) if trainer.is_global_zero else []
