@@ -5,8 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 quickstart: setup
-	.venv/bin/codemix data build --quickstart
-	.venv/bin/codemix data inspect --quickstart
+	.venv/bin/codemix reproduce recipes/tiny
 
 test: setup
 	.venv/bin/python -m pytest -q
