@@ -1,5 +1,7 @@
 """`codemix data build|inspect`: where corpora go, the inspect table, and errors that name value and file."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,47 @@ def test_bad_input_names_value_and_file(tmp_path: Path, capsys: pytest.CaptureFi
 
     code, _, err = run(["data", "inspect", str(tmp_path / "no_corpus")], capsys)
     assert code == 2 and str(tmp_path / "no_corpus") in err and "codemix data build" in err
+
+
+def test_add_puts_sources_into_a_built_corpus_with_its_tokenizer(small_corpus: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture):
+    from codemix.config.data_spec import load_data_spec
+    from codemix.data.build import build_corpus
+
+    corpus_dir = shutil.copytree(small_corpus, tmp_path / "small")
+    before = Corpus.open(corpus_dir)
+    own_manifests = {s.name: (corpus_dir / s.name / "manifest.json").read_bytes() for s in before.sources}
+    rows = [{"text": f"def f{i}(x):\n    return x * {i} + {i * i}\n"} for i in range(60)] + [{"text": "def f0(x):\n    return x * 0 + 0\n"}]
+    (tmp_path / "extra.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(yaml.safe_dump({"sources": [{"name": "extra_python", "kind": "synthetic", "licence": "test",
+                                                    "reader": {"type": "jsonl", "path": "extra.jsonl"}}]}))
+
+    code, out, err = run(["data", "add", str(corpus_dir), str(sources)], capsys)
+    assert code == 0, err
+    corpus = Corpus.open(corpus_dir)
+    assert corpus.tokenizer_hash == before.tokenizer_hash and corpus.seq_len == before.seq_len
+    assert [s.name for s in corpus.sources] == before.source_names + ["extra_python"]
+    manifest = corpus.manifest("extra_python")
+    assert (manifest["kind"], manifest["documents"], manifest["tokenizer_hash"]) == ("synthetic", 60, corpus.tokenizer_hash)
+    assert manifest["filters"]["duplicate"] == 1  # duplicates are removed among the added documents
+    assert manifest["build_command"] == f"codemix data add {corpus_dir} {sources}"
+    assert {s.name: (corpus_dir / s.name / "manifest.json").read_bytes() for s in before.sources} == own_manifests
+    assert "extra_python" in out and "synthetic" in out  # the inspect table
+
+    # Again: nothing to do. Rebuilding the corpus from its own data YAML keeps the added source listed.
+    code, out, _ = run(["data", "add", str(corpus_dir), str(sources)], capsys)
+    assert code == 0 and "extra_python: up to date" in out
+    build_corpus(load_data_spec(write_small_corpus_spec(tmp_path)), corpus_dir, progress=lambda _: None)
+    assert Corpus.open(corpus_dir).source_names == before.source_names + ["extra_python"]
+
+    # A name the corpus's own sources (or kinds) already use is refused, naming it; nothing changes.
+    for name, reason in (("code_python", "already has a source named 'code_python'"), ("markup", "is also a kind")):
+        sources.write_text(yaml.safe_dump({"sources": [{"name": name, "kind": "synthetic", "licence": "test",
+                                                        "reader": {"type": "jsonl", "path": "extra.jsonl"}}]}))
+        code, _, err = run(["data", "add", str(corpus_dir), str(sources)], capsys)
+        assert code == 2 and str(corpus_dir) in err and reason in err
+    sources.write_text(yaml.safe_dump({"sources": [], "tokenizer": {"vocab_size": 512}}))  # the corpus has one
+    code, _, err = run(["data", "add", str(corpus_dir), str(sources)], capsys)
+    assert code == 2 and str(sources) in err and "tokenizer" in err
+    assert Corpus.open(corpus_dir).source_names == before.source_names + ["extra_python"]

@@ -5,6 +5,7 @@ written. The shipped problems' own references pass their tests, and stubs fail t
 import argparse
 import json
 import re
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ from codemix.data.tokenizer import save_tokenizer, train_bpe
 from codemix.errors import CodemixError, ConfigError
 from codemix.eval.sandbox import Sandbox
 
+REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {p.entry_point: p for p in load_problems(SHIPPED_PROBLEMS)}
 WRONG = "def run_lengths(text):\n    return [(ch, 1) for ch in text]\n"
 EARLY_EXIT = "def gcd_all(numbers):\n    return 0\n\nimport os\nos._exit(0)\n"
@@ -29,13 +31,19 @@ SPINS = "def flatten(nested):\n    while True:\n        pass\n"
 FLOODS = "print('x' * 3_000_000)\n\n\ndef missing_shards(names):\n    return []\n"
 
 
+TRICKS = {"pack_documents", "batched", "competition_rank", "run_lengths", "gcd_all", "url_slug", "flatten",
+          "missing_shards", "sparse_dot"}  # the problems the teacher answers wrongly, oddly or hostilely
+
+
 def fenced(code: str) -> str:
     return f"Here is the function.\n\n```python\n{code}```\n\nIt handles the edge cases."
 
 
 def chat_reply(entry_point: str, seed: int) -> str:
-    """What the loopback "teacher" answers: right for some problems, wrong or hostile for others."""
+    """What the loopback "teacher" answers: right, wrong or hostile for the TRICKS, right for the rest."""
     reference = SHIPPED[entry_point].reference
+    if entry_point not in TRICKS:
+        return fenced(reference)
     return {
         "pack_documents": fenced(reference),
         "batched": reference,  # bare code, no fence
@@ -245,3 +253,47 @@ def test_problem_text_keeps_the_statement_as_a_wrapped_docstring():
     assert text.startswith('"""\nFirst paragraph First')
     assert text.endswith('paragraph\n\nSecond.\n"""\n\n\ndef f(x):\n    return x\n')
     assert max(map(len, text.splitlines())) <= 88 and len(text.splitlines()) == 11
+
+
+def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(teacher_url, smoke_reproduction,
+                                                                            tmp_path, capsys):
+    """`--add-to`: the verified solutions become a source of kind `synthetic` in the quickstart corpus,
+    tokenized with its tokenizer, and `codemix reproduce recipes/tiny` then plans the synthetic arms
+    (which it skips without one) with the source in their mixtures."""
+    from codemix.analysis.reproduce import plan_study
+    from codemix.data.corpus import Corpus
+    from codemix.data.mixture import plan_stage
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_reproduction.home / "corpora", home / "corpora")
+    before = Corpus.open(home / "corpora" / "quickstart")
+    out = tmp_path / "synth.jsonl"
+    assert synth(SHIPPED_PROBLEMS, f"openai:{teacher_url}#teacher", out, "--timeout", "5",
+                 "--add-to", "quickstart", "--home", str(home)) == 0
+    summary = json.loads(summary_path(out).read_text())
+    assert summary["problems_solved"] == len(SHIPPED) - len(TRICKS) + 3  # + pack_documents, batched, competition_rank
+
+    corpus = Corpus.open(home / "corpora" / "quickstart")
+    assert corpus.tokenizer_hash == before.tokenizer_hash
+    assert [(s.name, s.kind, s.id) for s in corpus.sources] == (
+        [(s.name, s.kind, s.id) for s in before.sources] + [("synthetic_python", "synthetic", len(before.sources))])
+    manifest = corpus.manifest("synthetic_python")
+    assert manifest["documents"] == summary["written"] and manifest["tokenizer_hash"] == corpus.tokenizer_hash
+    assert manifest["licence"].startswith(f"output of the generator openai:{teacher_url}#teacher")
+    assert manifest["splits"]["train"]["samples"] > 0
+    assert "synthetic_python" in capsys.readouterr().out  # the corpus table printed after adding
+
+    say = []
+    study = plan_study(REPO / "recipes" / "tiny", home, "test", say.append)
+    assert not study.skipped, study.skipped
+    synthetic = [s for s in study.stages if "synthetic" in s.recipe.stages[s.name].mixture]
+    assert {s.recipe.name for s in synthetic} == {"tiny-balanced-synth-to-text", "tiny-quality-synthetic",
+                                                  "tiny-balanced-synth-to-text-cooldown-text"}
+    for item in synthetic:
+        stage = item.recipe.stages[item.name]
+        plan = plan_stage(corpus, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.max_passes,
+                          corpus.tokenizer_hash, origin=item.label)
+        assert plan.sources[corpus.source("synthetic_python").id].samples > 0
+    # Stages without synthetic code keep their identities: the smoke run's text-only stage is reused.
+    smoke_ids = {entry.name for entry in smoke_reproduction.stage_index.iterdir()}
+    assert smoke_ids & {s.identity for s in study.stages}

@@ -5,7 +5,7 @@
    (`--smoke` takes RECIPE_DIR/smoke/ instead).
 2. Corpus: built from the recipes' `data.build` when missing. Every stage's mixture is then checked
    against it before any training: a recipe whose mixture names a source or kind the corpus lacks (the
-   synthetic arms need `codemix data synth` first) is skipped and said so; any other bad stage stops
+   synthetic arms need `codemix data synth --add-to` first) is skipped and said so; any other bad stage stops
    the run up front.
 3. Training: all stages form one graph keyed by stage identity, so a stage that several arms share
    trains once; recipes that start from another recipe's stage (`recipe:` parents) come after it.
@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codemix.analysis.runs import natural_key
 from codemix.config.loading import read_yaml
 from codemix.config.recipe import load_recipe, parent_of, stage_identity, stage_order
 from codemix.config.recipe_schema import Recipe
@@ -115,7 +116,7 @@ def study_dir(recipe_dir: str | os.PathLike, smoke: bool) -> Path:
 
 def recipe_files(directory: Path) -> list[Path]:
     """The YAML files directly in `directory` that are recipes (have a top-level `name`)."""
-    files = [path for path in sorted(directory.glob("*.yaml")) if "name" in read_yaml(path)]
+    files = [path for path in sorted(directory.glob("*.yaml"), key=natural_key) if "name" in read_yaml(path)]
     if not files:
         raise ConfigError(f"{directory}: no recipe in it (a *.yaml file with a top-level 'name')")
     return files
@@ -132,7 +133,8 @@ def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
         missing = _missing_mixture_keys(recipe, corpus)
         if missing:
             skipped[str(path)] = (f"its mixtures name {missing}, which the corpus {corpus.path} has neither as a "
-                                  "source nor as a kind (a synthetic source is added by `codemix data synth`)")
+                                  "source nor as a kind (add a synthetic source with `codemix data synth --generator SPEC "
+                                  f"--out synth.jsonl --add-to {corpus.path}`)")
             say(f"skipping {path.name}: {skipped[str(path)]}")
             continue
         _check_stages(recipe, corpus)

@@ -94,6 +94,14 @@ def quickstart_spec_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "quickstart.yaml"
 
 
+@dataclass
+class SourceList:
+    """A YAML of sources to add to a built corpus (`codemix data add`): sources only, because the
+    corpus already fixes the tokenizer and the packing."""
+
+    sources: list[SourceSpec] = field(default_factory=list)
+
+
 def load_data_spec(path: str | Path, overrides: list[str] | None = None) -> DataSpec:
     """Load and validate a data YAML. Relative paths (overrides' too) resolve against the YAML's
     directory; ``~`` is expanded.
@@ -105,18 +113,34 @@ def load_data_spec(path: str | Path, overrides: list[str] | None = None) -> Data
     origin = str(path)
     base = path.resolve().parent
     _check_top_level(spec, origin)
-    for source in spec.sources:
-        _resolve_paths(source.reader, base)
-        _check_source(source, origin)
-    _check_unique_names(spec, origin)
     if spec.tokenizer.path is not None:
         spec.tokenizer.path = _resolve(spec.tokenizer.path, base)
         if not Path(spec.tokenizer.path).is_file():
             raise ConfigError(f"{origin}: tokenizer.path: no such file {spec.tokenizer.path!r}")
-    spec.sources = [s for s in spec.sources if _available(s, origin)]
-    if not spec.sources:
-        raise ConfigError(f"{origin}: no source has its input on this machine")
+    spec.sources = checked_sources(spec.sources, origin, base)
     return spec
+
+
+def load_source_list(path: str | Path) -> list[SourceSpec]:
+    """Load and validate a YAML with only `sources:` (same rules as a data YAML's sources)."""
+    path = Path(path)
+    listed = load_typed(SourceList, path)
+    if not listed.sources:
+        raise ConfigError(f"{path}: sources: at least one source is needed")
+    return checked_sources(listed.sources, str(path), path.resolve().parent)
+
+
+def checked_sources(sources: list[SourceSpec], origin: str, base: Path) -> list[SourceSpec]:
+    """Resolve reader paths against `base`, validate every source, drop optional ones whose input
+    is missing. `origin` names where the sources came from in errors."""
+    for source in sources:
+        _resolve_paths(source.reader, base)
+        check_source_spec(source, origin)
+    _check_unique_names(sources, origin)
+    available = [s for s in sources if _available(s, origin)]
+    if not available:
+        raise ConfigError(f"{origin}: no source has its input on this machine")
+    return available
 
 
 def _check_top_level(spec: DataSpec, origin: str) -> None:
@@ -137,10 +161,10 @@ def _check_top_level(spec: DataSpec, origin: str) -> None:
         raise ConfigError(f"{origin}: tokenizer.min_frequency {tok.min_frequency}: must be at least 1")
 
 
-def _check_unique_names(spec: DataSpec, origin: str) -> None:
+def _check_unique_names(sources: list[SourceSpec], origin: str) -> None:
     seen: set[str] = set()
-    kinds = {s.kind for s in spec.sources}
-    for source in spec.sources:
+    kinds = {s.kind for s in sources}
+    for source in sources:
         if source.name in seen:
             raise ConfigError(f"{origin}: source name {source.name!r} appears twice")
         seen.add(source.name)
@@ -149,7 +173,7 @@ def _check_unique_names(spec: DataSpec, origin: str) -> None:
             raise ConfigError(f"{origin}: source name {source.name!r} is also a kind; rename the source")
 
 
-def _check_source(source: SourceSpec, origin: str) -> None:
+def check_source_spec(source: SourceSpec, origin: str) -> None:
     where = f"{origin}: source {source.name!r}"
     if not NAME.fullmatch(source.name):
         raise ConfigError(f"{where}: name: use letters, digits, '_', '-', '.'")

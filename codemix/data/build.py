@@ -9,7 +9,10 @@ and tokenizer hash, and rebuilds the rest.
 
 The spec hash of a source covers its own spec, the corpus settings (seq_len, split, seed, dedup), the
 tokenizer's recipe and, with dedup on, every source before it (they decide which of its documents
-are duplicates). It covers the spec, not the bytes of the input files."""
+are duplicates). It covers the spec, not the bytes of the input files.
+
+`codemix data add` (`add_sources`) puts further sources, e.g. a synthetic one, into a built corpus
+with its tokenizer, so the stages already trained on it stay valid."""
 
 import contextlib
 import hashlib
@@ -25,9 +28,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
+from codemix.config.data_spec import DataSpec, SourceSpec, TokenizerSpec, code_filters_on
 from codemix.data.clean import Cleaner
-from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, read_json, write_json_atomic
+from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, Corpus, read_json, write_json_atomic
 from codemix.data.shards import EncodeSettings, EncoderPool, write_splits
 from codemix.data.sources import ReadStats, read_source
 from codemix.data.tokenizer import (
@@ -39,7 +42,7 @@ from codemix.data.tokenizer import (
     train_bpe,
     vocab_size,
 )
-from codemix.errors import CodemixError
+from codemix.errors import CodemixError, ConfigError
 
 # Bump when the on-disk format changes, so every older source is rebuilt.
 FORMAT_VERSION = 1
@@ -64,14 +67,15 @@ def build_corpus(
     command: str = "",
     progress: Progress = print,
 ) -> Path:
-    """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir."""
+    """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir.
+    Sources added later with `add_sources` stay listed while the tokenizer stays the same."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out, progress)
-    previous = _previous_manifests(out, spec)
+    previous = _previous_manifests(out, spec.sources)
+    added_before = _added_entries(out)
     _say_seq_len_change(previous, spec, progress)
     tokenizer_recipe = _hash(_tokenizer_recipe(spec))
-    expected = {source.name: _spec_hash(spec, i, tokenizer_recipe) for i, source in enumerate(spec.sources)}
     invalidate = _Invalidator(out / CORPUS_FILE)
 
     tokenizer_hash = _reusable_tokenizer_hash(out / TOKENIZER_FILE, previous, tokenizer_recipe)
@@ -82,11 +86,67 @@ def build_corpus(
         progress(f"tokenizer {tokenizer_hash}: ready in {time.perf_counter() - started:.1f} s")
     else:
         progress(f"tokenizer {tokenizer_hash}: up to date")
-    tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
-    ids = special_ids(tokenizer)
-    dtype = token_dtype(vocab_size(tokenizer))
-    settings = EncodeSettings(str(out / TOKENIZER_FILE), ids["eos_id"], dtype, spec.seed, spec.val_fraction)
+    _build_sources(spec, out, previous, tokenizer_recipe, tokenizer_hash, invalidate, processes, command, progress)
+    own = {s.name for s in spec.sources}
+    still_added = [entry for entry in added_before if entry["name"] not in own
+                   and _manifest_tokenizer(out / entry["name"]) == tokenizer_hash]
+    _write_corpus_meta(out, spec, tokenizer_hash, [_entry(s) for s in spec.sources] + still_added, command)
+    return out
 
+
+def add_sources(
+    corpus_dir: str | os.PathLike,
+    sources: list[SourceSpec],
+    processes: int = 2,
+    command: str = "",
+    progress: Progress = print,
+) -> Path:
+    """Add `sources` to a built corpus, tokenized with its tokenizer and packed with its settings, so
+    the tokenizer, and with it every stage trained on the corpus, stays the same. Source ids of the
+    corpus's sources do not change: new sources come after them. Adding a source again rebuilds it
+    only if its spec changed. Duplicates are removed among the added sources, not against the
+    corpus's own (their raw texts are not kept)."""
+    out = Path(corpus_dir)
+    corpus = Corpus.open(out)
+    check_addable(corpus, sources)
+    _remove_stale_tmp(out, progress)
+    spec = DataSpec(name=corpus.name, sources=sources, tokenizer=TokenizerSpec(path=str(out / TOKENIZER_FILE)),
+                    seq_len=corpus.seq_len, val_fraction=corpus.meta["val_fraction"], seed=corpus.meta["seed"])
+    tokenizer_recipe = _hash(_tokenizer_recipe(spec))
+    # The corpus stays complete while sources are added: each appears whole, corpus.json last.
+    _build_sources(spec, out, _previous_manifests(out, sources), tokenizer_recipe, corpus.tokenizer_hash,
+                   lambda: None, processes, command, progress)
+    new = {s.name: {**_entry(s), "added": True} for s in sources}
+    entries = [new.pop(entry["name"], entry) for entry in corpus.meta["sources"]] + list(new.values())
+    _write_corpus_meta(out, corpus.meta | {"seed": spec.seed, "val_fraction": spec.val_fraction}, corpus.tokenizer_hash,
+                       entries, corpus.meta.get("build_command", ""))
+    return out
+
+
+def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
+    """Refuse, before any work, sources that `add_sources` cannot put into `corpus`."""
+    where = f"corpus {corpus.path}"
+    for key in ("seed", "val_fraction"):
+        if key not in corpus.meta:
+            raise ConfigError(f"{corpus.path / CORPUS_FILE}: no '{key}' (built by an older codemix); run `codemix data "
+                              "build` on its data YAML again first (it keeps the sources and rewrites corpus.json)")
+    added = {entry["name"] for entry in corpus.meta["sources"] if entry.get("added")}
+    kinds = {s.kind for s in corpus.sources} | {s.kind for s in sources}
+    for source in sources:
+        if source.name in corpus.source_names and source.name not in added:
+            raise ConfigError(f"{where}: already has a source named {source.name!r} from its own data YAML")
+        if source.name in kinds:
+            raise ConfigError(f"{where}: source name {source.name!r} is also a kind there; rename the source")
+
+
+def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
+                   invalidate: Callable[[], None], processes: int, command: str, progress: Progress) -> None:
+    """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes."""
+    tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
+    dtype = token_dtype(vocab_size(tokenizer))
+    settings = EncodeSettings(str(out / TOKENIZER_FILE), special_ids(tokenizer)["eos_id"], dtype, spec.seed,
+                              spec.val_fraction)
+    expected = {source.name: _spec_hash(spec, i, tokenizer_recipe) for i, source in enumerate(spec.sources)}
     cleaner = Cleaner({s.name: code_filters_on(s) for s in spec.sources}, dedup=spec.dedup)
     with contextlib.ExitStack() as stack:
         pool: EncoderPool | None = None
@@ -106,21 +166,32 @@ def build_corpus(
             manifest = _build_source(source, out, pool, cleaner, spec.seq_len, dtype, hashes, command)
             progress(_summary(manifest))
 
+
+def _entry(source: SourceSpec) -> dict:
+    return {"name": source.name, "kind": source.kind, "licence": source.licence}
+
+
+def _write_corpus_meta(out: Path, spec: DataSpec | dict, tokenizer_hash: str, sources: list[dict], command: str) -> None:
+    """corpus.json, written last: its presence marks the corpus complete. `spec` gives name, seq_len,
+    seed and val_fraction (a DataSpec, or the corpus.json being rewritten)."""
+    settings = spec if isinstance(spec, dict) else asdict(spec)
+    tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
     write_json_atomic(
         out / CORPUS_FILE,
         {
-            "name": spec.name,
+            "name": settings["name"],
             "tokenizer_hash": tokenizer_hash,
-            "seq_len": spec.seq_len,
+            "seq_len": settings["seq_len"],
+            "seed": settings["seed"],
+            "val_fraction": settings["val_fraction"],
             "vocab_size": vocab_size(tokenizer),
-            **ids,
-            "token_dtype": dtype,
-            "sources": [{"name": s.name, "kind": s.kind, "licence": s.licence} for s in spec.sources],
+            **special_ids(tokenizer),
+            "token_dtype": token_dtype(vocab_size(tokenizer)),
+            "sources": sources,
             "build_command": command,
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    return out
 
 
 def _build_source(
@@ -234,13 +305,24 @@ def _reusable_tokenizer_hash(path: Path, previous: dict[str, dict], recipe_hash:
     return None
 
 
-def _previous_manifests(out: Path, spec: DataSpec) -> dict[str, dict]:
+def _previous_manifests(out: Path, sources: list[SourceSpec]) -> dict[str, dict]:
     manifests = {}
-    for source in spec.sources:
+    for source in sources:
         path = out / source.name / MANIFEST_FILE
         if path.is_file():
             manifests[source.name] = read_json(path)
     return manifests
+
+
+def _added_entries(out: Path) -> list[dict]:
+    """corpus.json's entries for sources that `add_sources` added (none if there is no corpus.json)."""
+    path = out / CORPUS_FILE
+    return [entry for entry in read_json(path)["sources"] if entry.get("added")] if path.is_file() else []
+
+
+def _manifest_tokenizer(source_dir: Path) -> str | None:
+    path = source_dir / MANIFEST_FILE
+    return read_json(path).get("tokenizer_hash") if path.is_file() else None
 
 
 def _say_seq_len_change(previous: dict[str, dict], spec: DataSpec, progress: Progress) -> None:

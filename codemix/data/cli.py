@@ -1,4 +1,4 @@
-"""`codemix data build`, `codemix data inspect` and `codemix data synth`."""
+"""`codemix data build`, `codemix data add`, `codemix data inspect` and `codemix data synth`."""
 
 import argparse
 import shlex
@@ -25,6 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--processes", type=int, default=2, help="tokenizer processes (default: 2)")
     build.set_defaults(func=run_build)
 
+    add = actions.add_parser("add", help="add sources to a built corpus, with its tokenizer")
+    add.add_argument("corpus", help="corpus folder or name (under <home>/corpora)")
+    add.add_argument("sources", help="YAML with a `sources:` list, as in a data YAML")
+    add.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
+    add.add_argument("--processes", type=int, default=2, help="tokenizer processes (default: 2)")
+    add.set_defaults(func=run_add)
+
     inspect = actions.add_parser("inspect", help="per-source table of a built corpus")
     inspect.add_argument("corpus", nargs="?", help="corpus folder or name (under <home>/corpora)")
     inspect.add_argument("--quickstart", action="store_true", help="inspect the quickstart corpus")
@@ -40,8 +47,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     spec_path = _one_of(args.spec, args.quickstart, "a data YAML")
     spec_path = quickstart_spec_path() if args.quickstart else spec_path
-    if args.processes < 1:
-        raise ConfigError(f"--processes {args.processes}: must be at least 1")
+    _check_processes(args.processes)
     spec = load_data_spec(spec_path, args.overrides)
     out = Path(args.out) if args.out else corpora_dir(args.home) / spec.name
     command = shlex.join(
@@ -52,6 +58,31 @@ def run_build(args: argparse.Namespace) -> int:
     print(format_corpus(Corpus.open(out)))
     print(f"corpus {spec.name} written to {out}")
     return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from codemix.config.data_spec import load_source_list
+
+    _check_processes(args.processes)
+    sources = load_source_list(args.sources)
+    command = shlex.join(["codemix", "data", "add", args.corpus, args.sources])
+    add_to_corpus(resolve_corpus(args.corpus, args.home), sources, args.processes, command)
+    return 0
+
+
+def add_to_corpus(corpus_dir: Path, sources: list, processes: int, command: str) -> None:
+    """`add_sources` with progress and the resulting table printed (also used by `data synth --add-to`)."""
+    from codemix.data.build import add_sources
+    from codemix.data.inspect import format_corpus
+
+    add_sources(corpus_dir, sources, processes=processes, command=command, progress=lambda line: print(line, flush=True))
+    print(format_corpus(Corpus.open(corpus_dir)))
+    print(f"added {', '.join(s.name for s in sources)} to {corpus_dir}")
+
+
+def _check_processes(processes: int) -> None:
+    if processes < 1:
+        raise ConfigError(f"--processes {processes}: must be at least 1")
 
 
 def run_inspect(args: argparse.Namespace) -> int:

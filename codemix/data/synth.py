@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from codemix.data.corpus import write_json_atomic
+from codemix.config.data_spec import ReaderSpec, SourceSpec, check_source_spec
+from codemix.data.corpus import Corpus, resolve_corpus, write_json_atomic
 from codemix.data.synth_generators import Generator, Sampling, open_generator
-from codemix.errors import ConfigError
+from codemix.errors import CodemixError, ConfigError
 from codemix.eval.sandbox import Limits, Sandbox, SandboxResult
 
 SHIPPED_PROBLEMS = Path(__file__).with_name("synth_problems.jsonl")
@@ -236,6 +237,11 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--attempts", type=Path, help="also write every attempt, verified or not, with its status")
     synth.add_argument("--requests", type=int, default=4, help="for openai: requests in flight at once")
     synth.add_argument("--device", default="cpu", help="for codemix: and hf: generators")
+    synth.add_argument("--add-to", metavar="CORPUS",
+                       help="then add OUT to this corpus (folder or name under <home>/corpora) as a source of kind "
+                            "`synthetic`, tokenized with the corpus's tokenizer (`codemix data add`)")
+    synth.add_argument("--source-name", default="synthetic_python", help="its name there (default: synthetic_python)")
+    synth.add_argument("--home", help="codemix home for --add-to (default: $CODEMIX_HOME, else ./.codemix)")
     synth.set_defaults(func=run_synth)
 
 
@@ -247,6 +253,7 @@ def run_synth(args: argparse.Namespace) -> int:
     sampling = Sampling(args.samples, args.temperature, args.max_new_tokens, args.seed)
     sandbox = Sandbox(Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout))), workers=args.workers)
     problems = load_problems(args.problems)  # a broken problems file fails before a model loads
+    target = _addable_corpus(args) if args.add_to else None
     generator = open_generator(args.generator, args.device, args.requests)
     command = shlex.join(["codemix", "data", "synth", str(args.problems), "--generator", args.generator,
                           "--samples", str(args.samples), "--temperature", str(args.temperature),
@@ -257,4 +264,25 @@ def run_synth(args: argparse.Namespace) -> int:
     print(f"{summary['verified']} of {summary['attempted']} solutions verified ({100 * summary['rate']:.1f}%), "
           f"{summary['problems_solved']} of {summary['problems']} problems solved; "
           f"{summary['written']} written to {args.out}")
+    if target is not None:
+        from codemix.data.cli import add_to_corpus
+
+        if not summary["written"]:
+            raise CodemixError(f"no verified solution to add to {target[0].path}")
+        add_to_corpus(target[0].path, [target[1]], processes=1,
+                      command=shlex.join(["codemix", "data", "synth", "--add-to", args.add_to, "--out", str(args.out)]))
     return 0
+
+
+def _addable_corpus(args: argparse.Namespace) -> tuple["Corpus", SourceSpec]:
+    """The corpus named by --add-to and the source OUT will be there, checked before any generation."""
+    from codemix.data.build import check_addable
+
+    corpus = Corpus.open(resolve_corpus(args.add_to, args.home))
+    reader = ReaderSpec(type="jsonl", path=str(args.out.resolve()))
+    source = SourceSpec(name=args.source_name, kind="synthetic", reader=reader,
+                        licence=f"output of the generator {args.generator}; problems from {args.problems}",
+                        provenance=f"verified solutions, see {summary_path(args.out.resolve())}")
+    check_source_spec(source, "--source-name")
+    check_addable(corpus, [source])
+    return corpus, source
