@@ -133,10 +133,11 @@ def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str
     return path
 
 
-def link(runs: Path, arm: str, stage: Path) -> None:
-    """As training does for a stage another recipe already trained."""
+def link(runs: Path, arm: str, stage: Path, name: str | None = None) -> None:
+    """As training does for a stage another recipe already trained (`name`: the stage's name there)."""
     (runs / arm).mkdir(parents=True, exist_ok=True)
-    (runs / arm / stage.name).symlink_to(os.path.relpath(stage, runs / arm))
+    name = stage.name if name is None else f"{name}-{stage.name.rpartition('-')[2]}"
+    (runs / arm / name).symlink_to(os.path.relpath(stage, runs / arm))
 
 
 @pytest.fixture
@@ -155,6 +156,7 @@ def runs(tmp_path: Path) -> Path:
         link(runs, "tiny-balanced-to-text-cooldown-text", shared)
     make_stage(runs, "tiny-balanced-to-text-cooldown-text", "cooldown", "c3", {"kjv": 16 * STEP_TOKENS}, parent=cpt,
                results=scores(128, 108, 14, 1))
+    link(runs, "tiny-sweep-code-50", cpt, name="pt")  # an arm whose one stage another arm trained
     # The training cache's index and an unfinished stage are not part of any arm.
     (runs / "_stages").mkdir()
     (runs / "_stages" / "b1").symlink_to(os.path.relpath(init, runs / "_stages"))
@@ -183,7 +185,8 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     assert [(r["arm"], r["stage"]) for r in table] == [
         ("tiny-text-only", "pt"), ("tiny-text-only", "cooldown"),
         ("tiny-balanced-to-text", "init"), ("tiny-balanced-to-text", "cpt"), ("tiny-balanced-to-text", "cooldown"),
-        ("tiny-balanced-to-text-cooldown-text", "cooldown")]  # shared init and cpt shown once
+        ("tiny-balanced-to-text-cooldown-text", "cooldown"),  # shared init and cpt shown once,
+        ("tiny-sweep-code-50", "pt")]  # but an arm's last stage always, even when another arm trained it
     init = table[2]
     assert (int(init["text_tokens"]), int(init["code_tokens"])) == (40 * STEP_TOKENS, 40 * STEP_TOKENS)  # markup is code
     assert json.loads(init["cumulative_tokens_by_kind"]) == {"text": 40 * STEP_TOKENS, "code": 32 * STEP_TOKENS,
@@ -205,6 +208,7 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     assert "| tiny-balanced-to-text | cpt | +590K | +65.5K | 60.0 | 12.0 | 36.0 | 10.0 | 27.3 |" in markdown
     assert "| tiny-text-only | pt | 1.31M | - | 55.0 | 10.0 | 32.5 | 0.0 | 21.7 |" in markdown
     assert "not evaluated (no eval/results.json): tiny-balanced-to-text/init" in markdown
+    assert "tiny-sweep-code-50/pt is the same stage as tiny-balanced-to-text/cpt" in markdown
     assert "quac, storycloze" in markdown
     assert "| tiny-balanced-to-text | cpt | 1.980 | 1.130 |" in markdown  # held-out bits per byte
     assert {(r["arm"], r["stage"], r["source"]) for r in read_csv(out / "heldout.csv")} >= {

@@ -170,7 +170,8 @@ def _rate(interval: Interval) -> str:
 
 def _coverage(rows: list[Row]) -> list[str]:
     """What the averages leave out, so a shrunken average is never read as the study's."""
-    lines = []
+    lines = [f"- {row.run.label} is the same stage as {row.same_as.run.label} (same config, data and seed: "
+             "trained and scored once)" for row in rows if row.same_as is not None]
     unevaluated = [row.run.label for row in rows if row.scores is None]
     if unevaluated:
         lines.append(f"- not evaluated (no eval/results.json): {', '.join(unevaluated)}")

@@ -6,6 +6,7 @@ recipes share lives once and is linked into the second recipe's directory, so th
 is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage."""
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -83,7 +84,7 @@ class StageRun:
 
 def find_stages(paths: Iterable[Path]) -> list[StageRun]:
     """Every completed stage under `paths`, each a stage dir, a recipe run dir (runs/<recipe>) or a
-    runs root; in the order given, arms sorted by name within a directory, and each arm's stages in
+    runs root; in the order given, arms sorted by name (numbers by value) within a directory, and each arm's stages in
     training order (parents first)."""
     found: list[StageRun] = []
     for path in paths:
@@ -120,11 +121,16 @@ def _finished(run: StageRun) -> str:
     return str(run.lineage.get("finished_at", ""))  # ISO 8601 UTC: compares as text
 
 
+def natural_key(path: Path) -> list:
+    """Sort key that puts sweep_code_25 before sweep_code_100: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def _walk(path: Path) -> list[StageRun]:
     if (path / LINEAGE).is_file():
         stage = _stage_run(path.parent.name, path)
         return [stage] if stage else []
-    children = sorted(child for child in path.iterdir() if child.is_dir() and child.name != STAGE_INDEX)
+    children = sorted((child for child in path.iterdir() if child.is_dir() and child.name != STAGE_INDEX), key=natural_key)
     if any((child / LINEAGE).is_file() for child in children):
         return [stage for child in children if (stage := _stage_run(path.name, child))]
     return [stage for child in children for stage in _walk(child)]

@@ -31,6 +31,7 @@ class Row:
     scores: EvalScores | None
     baseline: "Row | None" = None
     deltas: dict[str, Delta] = field(default_factory=dict)  # score name -> delta vs the baseline
+    same_as: "Row | None" = None  # the row of another arm that is this very stage (trained once)
 
     @property
     def is_cooldown(self) -> bool:
@@ -49,15 +50,20 @@ class BootstrapOptions:
 
 def build_rows(runs: list[StageRun], baseline_arm: str | None = None,
                options: BootstrapOptions = BootstrapOptions()) -> list[Row]:
-    """Rows of the table, with deltas against the baseline where both sides were evaluated."""
+    """Rows of the table, with deltas against the baseline where both sides were evaluated. A stage
+    that arms share is shown once, under the first arm, unless it is another arm's last stage (e.g.
+    the 50% code sweep point is balanced -> text's init): every arm keeps its result row."""
     arm = _baseline_arm(list(dict.fromkeys(run.arm for run in runs)), baseline_arm)
-    shown: set[str] = set()
+    last_of_arm = {run.arm: run for run in runs}  # runs come in training order within an arm
+    shown: dict[str, Row] = {}
     rows = []
     for run in sorted(runs, key=lambda run: run.arm != arm):  # the baseline first, as in the study; stable
-        if run.identity in shown:
+        if run.identity in shown and last_of_arm[run.arm] is not run:
             continue
-        shown.add(run.identity)
-        rows.append(Row(run, read_eval_results(run.results_path) if run.results_path.is_file() else None))
+        row = Row(run, read_eval_results(run.results_path) if run.results_path.is_file() else None,
+                  same_as=shown.get(run.identity))
+        shown.setdefault(run.identity, row)
+        rows.append(row)
     baseline_rows = [row for row in rows if row.run.arm == arm]
     for row in rows:
         row.baseline = _baseline_for(row, baseline_rows)
