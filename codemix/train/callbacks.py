@@ -11,6 +11,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 # Peak dense 16-bit (bf16/fp16) tensor-core FLOP/s per device, from the vendors' data sheets.
@@ -99,6 +100,11 @@ class TokenProgressBar(TQDMProgressBar):
         bar = super().init_train_tqdm()
         bar.unit, bar.unit_scale = "tok", True
         return bar
+
+    def init_validation_tqdm(self) -> Tqdm:
+        # A validation pass is a batch or two per source: a bar per source only clutters the log,
+        # and the losses land in the metrics and the training bar.
+        return Tqdm(disable=True)
 
     def on_train_epoch_start(self, trainer: "pl.Trainer", *_: Any) -> None:
         super().on_train_epoch_start(trainer)

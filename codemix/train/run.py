@@ -8,8 +8,10 @@ at a barrier before the next stage."""
 
 import dataclasses
 import gc
+import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -40,6 +42,16 @@ from codemix.train.stages import (
 )
 
 Home = Optional[str | os.PathLike]
+
+
+# Said once per Trainer, so once per stage: noise in a study of twenty stages. A tip to install a
+# cloud logger, and two warnings that do not apply (the streaming dataset splits samples over
+# workers itself; the deprecation is inside Lightning).
+_LIGHTNING_NOISE = ("💡 Tip:",)
+warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith(_LIGHTNING_NOISE))
 
 
 def say(message: str) -> None:
