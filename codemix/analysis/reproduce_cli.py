@@ -14,7 +14,7 @@ are reused, a half-trained stage resumes from its last checkpoint."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from codemix.analysis.reproduce import DEFAULT_LIMIT, SMOKE_LIMIT
+    from codemix.analysis.reproduce import DEFAULT_CODE_LIMIT, DEFAULT_LIMIT, SMOKE_LIMIT
 
     parser = subparsers.add_parser(
         "reproduce", help="train, evaluate and report a directory of study arms in one command",
@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--home", help="root for corpora, runs and reports (default: $CODEMIX_HOME or ./.codemix)")
     parser.add_argument("--limit", type=int,
                         help=f"examples per evaluation task (default {DEFAULT_LIMIT}; {SMOKE_LIMIT} with --smoke)")
+    parser.add_argument("--code-limit", type=int,
+                        help=f"examples per code task (default {DEFAULT_CODE_LIMIT}, at most --limit; "
+                             f"{SMOKE_LIMIT} with --smoke)")
     parser.add_argument("--out", help="report directory (default: <home>/reports/<RECIPE_DIR name>[-smoke])")
     parser.set_defaults(func=run)
 
@@ -33,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from codemix.analysis.reproduce import reproduce
 
     command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
-        f"--{name}={value}" for name in ("home", "limit", "out") if (value := getattr(args, name)) is not None]
+        f"--{name.replace('_', '-')}={value}" for name in ("home", "limit", "code_limit", "out") if (value := getattr(args, name)) is not None]
     try:
         report = reproduce(args.recipe_dir, args.smoke, args.home, args.limit, args.out, command,
-                           say=lambda line: print(line, flush=True))
+                           say=lambda line: print(line, flush=True), code_limit=args.code_limit)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C during training into SystemExit
         print("\ncodemix reproduce: interrupted. Completed stages and evaluations are kept; run the same "
               "command again to continue.", file=sys.stderr, flush=True)

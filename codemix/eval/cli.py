@@ -50,6 +50,7 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task-file", action="append", default=[], type=Path,
                         help="a user task YAML (repeatable); runs with the suite or when named in --tasks")
     parser.add_argument("--limit", type=int, help="score only the first N examples of each task")
+    parser.add_argument("--code-limit", type=int, help="the first N of each code task instead (default: --limit)")
     parser.add_argument("--out", type=Path, help="results JSON (default: <stage dir>/eval/results.json)")
     parser.add_argument("--num-fewshot", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1234)
@@ -94,8 +95,9 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.tasks.registry import resolve_tasks
     from codemix.eval.tasks.user import load_user_task
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+    for flag, value in (("--limit", args.limit), ("--code-limit", args.code_limit)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.threads is not None:
         import torch
 
@@ -104,7 +106,8 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     user_tasks = [load_user_task(path) for path in args.task_file]
     tasks = resolve_tasks(args.suite, args.tasks, user_tasks)
     limits = Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)))
-    options = EvalOptions(num_fewshot=args.num_fewshot, seed=args.seed, limit=args.limit, batch_size=args.batch_size,
+    options = EvalOptions(num_fewshot=args.num_fewshot, seed=args.seed, limit=args.limit, code_limit=args.code_limit,
+                          batch_size=args.batch_size,
                           code_samples=args.code_samples, code_temperature=args.code_temperature,
                           pass_ks=args.pass_k, sandbox=Sandbox(limits, workers=args.workers))
     results = evaluate(target, tasks, options, command, out=args.out, corpus=args.corpus,

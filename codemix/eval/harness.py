@@ -57,6 +57,7 @@ def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, comman
         "command": command,
         "checkpoint": checkpoint_identity(target),
         "options": {"num_fewshot": options.num_fewshot, "seed": options.seed, "limit": options.limit,
+                    "code_limit": options.code_limit,
                     "code_samples": options.code_samples, "code_temperature": options.code_temperature,
                     "pass_ks": list(options.pass_ks)},
         "sandbox": options.sandbox.describe(),

@@ -20,6 +20,7 @@ class EvalOptions:
     num_fewshot: int = 0
     seed: int = 1234
     limit: int | None = None  # first N instances of each task
+    code_limit: int | None = None  # first N of each code task instead (generation + sandbox cost the most)
     batch_size: int = 16
     code_samples: int = 1  # n completions per code problem
     code_temperature: float = 0.0  # 0 = greedy; must be > 0 when code_samples > 1
@@ -29,6 +30,9 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.code_samples > 1 and self.code_temperature <= 0:
             raise ConfigError(f"code_samples={self.code_samples} needs code_temperature > 0 (greedy samples are identical)")
+        for name in ("limit", "code_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if 1 not in self.pass_ks or max(self.pass_ks) > self.code_samples:
             raise ConfigError(f"pass_ks {self.pass_ks} must include 1 and not exceed code_samples={self.code_samples}")
 
@@ -44,7 +48,8 @@ class Model:
 
 def run_task(spec: TaskSpec, model: Model, options: EvalOptions) -> dict:
     data = spec.load()
-    instances = with_fewshot(subset(data.instances, options.limit), data, options.num_fewshot, options.seed, spec.name)
+    limit = options.code_limit if spec.kind == "code" and options.code_limit is not None else options.limit
+    instances = with_fewshot(subset(data.instances, limit), data, options.num_fewshot, options.seed, spec.name)
     records, metrics = RUNNERS[spec.kind](spec, instances, model, options)
     return {
         "task": spec.name, "category": spec.category, "kind": spec.kind, "primary_metric": spec.primary_metric,
