@@ -138,3 +138,10 @@ def test_add_puts_sources_into_a_built_corpus_with_its_tokenizer(small_corpus: P
     code, _, err = run(["data", "add", str(corpus_dir), str(sources)], capsys)
     assert code == 2 and str(sources) in err and "tokenizer" in err
     assert Corpus.open(corpus_dir).source_names == before.source_names + ["extra_python"]
+
+    # A rebuild with another tokenizer drops the added source from the listing, and says so.
+    said = []
+    build_corpus(load_data_spec(write_small_corpus_spec(tmp_path), ["tokenizer.vocab_size=1024"]), corpus_dir,
+                 progress=said.append)
+    assert Corpus.open(corpus_dir).source_names == before.source_names
+    assert any(line.startswith("extra_python: added with another tokenizer") for line in said)

@@ -88,8 +88,12 @@ def build_corpus(
         progress(f"tokenizer {tokenizer_hash}: up to date")
     _build_sources(spec, out, previous, tokenizer_recipe, tokenizer_hash, invalidate, processes, command, progress)
     own = {s.name for s in spec.sources}
-    still_added = [entry for entry in added_before if entry["name"] not in own
-                   and _manifest_tokenizer(out / entry["name"]) == tokenizer_hash]
+    still_added = []
+    for entry in (entry for entry in added_before if entry["name"] not in own):
+        if _manifest_tokenizer(out / entry["name"]) == tokenizer_hash:
+            still_added.append(entry)
+        else:
+            progress(f"{entry['name']}: added with another tokenizer, no longer listed; `codemix data add` it again")
     _write_corpus_meta(out, spec, tokenizer_hash, [_entry(s) for s in spec.sources] + still_added, command)
     return out
 
