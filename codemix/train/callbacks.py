@@ -3,6 +3,7 @@ the CSV + TensorBoard loggers.
 
 Position in a stage is counted in tokens: tokens done = optimizer steps x global batch x seq_len."""
 
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -96,10 +97,12 @@ class TokenProgressBar(TQDMProgressBar):
         self.budget_tokens = budget_tokens
         self.tokens_per_step = tokens_per_step
 
-    def init_train_tqdm(self):
-        bar = super().init_train_tqdm()
-        bar.unit, bar.unit_scale = "tok", True
-        return bar
+    def init_train_tqdm(self) -> Tqdm:
+        # Made with its description, total and unit: Lightning's "Training" and "Epoch 0" bars
+        # would print first and stay in the log.
+        return Tqdm(desc=f"stage {self.stage_name}", total=self.budget_tokens, unit="tok", unit_scale=True,
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+                    file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
 
     def init_validation_tqdm(self) -> Tqdm:
         # A validation pass is a batch or two per source: a bar per source only clutters the log,
@@ -107,10 +110,7 @@ class TokenProgressBar(TQDMProgressBar):
         return Tqdm(disable=True)
 
     def on_train_epoch_start(self, trainer: "pl.Trainer", *_: Any) -> None:
-        super().on_train_epoch_start(trainer)
-        self.train_progress_bar.total = self.budget_tokens
-        self.train_progress_bar.set_description(f"stage {self.stage_name}")
-        self._show_tokens(trainer)
+        self._show_tokens(trainer)  # a stage is one epoch: the bar made at train start carries on
 
     def on_train_batch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any,
                            batch: Any, batch_idx: int) -> None:
