@@ -43,36 +43,38 @@ def loss_curves_figure(curves: dict[str, dict[str, Curve]], path: Path) -> Path 
 
 
 def score_figure(rows: list[Row], score: str, path: Path) -> Path | None:
-    """Bars of one study score per evaluated stage (percent), the baseline's value dashed; the
-    delta against the baseline (relative %, with its interval) written above each bar. None when
+    """Horizontal bars of one study score per evaluated stage (percent), one row per stage in the
+    table's order, the baseline's value dashed; the delta against the baseline (relative %, with its
+    interval) written beside each bar. Rows, not columns, so twenty arms stay readable. None when
     nothing was scored."""
     scored = [row for row in rows if row.score(score) is not None]
     if not scored:
         return None
-    figure = Figure(figsize=(max(6.0, 0.9 * len(scored) + 2), 4.5), layout="constrained")
+    figure = Figure(figsize=(9.0, max(2.5, 0.32 * len(scored) + 1.4)), layout="constrained")
     ax = figure.subplots()
     values = [100 * row.score(score) for row in scored]
     colors = [COLORS["baseline" if row.baseline is row else "cooldown" if row.is_cooldown else "pretraining"]
               for row in scored]
-    bars = ax.bar(range(len(scored)), values, color=colors)
+    bars = ax.barh(range(len(scored)), values, color=colors, height=0.7)
+    baselines = {id(row.baseline): row.baseline for row in scored if row.baseline is not None}
+    for baseline in baselines.values():
+        if baseline.score(score) is not None:
+            ax.axvline(100 * baseline.score(score), color="tab:gray", linestyle="--", linewidth=1)
+    column = 1.03 * max(values) if max(values) > 0 else 1.0  # the deltas line up right of every bar
     for bar, row in zip(bars, scored):
         delta = row.deltas.get(score)
         if delta is not None and delta.relative.estimate is not None:
             relative = delta.relative
-            ax.annotate(f"{relative.estimate:+.1f}%\n[{relative.low:+.1f}, {relative.high:+.1f}]",
-                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize="x-small")
-    baselines = {id(row.baseline): row.baseline for row in scored if row.baseline is not None}
-    for baseline in baselines.values():
-        if baseline.score(score) is not None:
-            ax.axhline(100 * baseline.score(score), color="tab:gray", linestyle="--", linewidth=1)
-    ax.set_xticks(range(len(scored)), [row.run.label for row in scored], rotation=30, ha="right", fontsize="small")
-    ax.set_ylabel(f"{SCORE_TITLES[score]} (%)")
+            ax.annotate(f"{relative.estimate:+.1f}% [{relative.low:+.1f}, {relative.high:+.1f}]",
+                        (column, bar.get_y() + bar.get_height() / 2), ha="left", va="center", fontsize="x-small")
+    ax.set_yticks(range(len(scored)), [row.run.label for row in scored], fontsize="small")
+    ax.invert_yaxis()  # the table's first row on top
+    ax.set_xlabel(f"{SCORE_TITLES[score]} (%)")
     ax.set_title(f"{SCORE_TITLES[score]}, with the change vs the baseline [95% interval]")
-    ax.margins(y=0.2)  # room for the labels above the bars
+    ax.set_xlim(0, column * 1.45)  # room for the deltas
     ax.legend(handles=[Patch(color=color, label=name) for name, color in COLORS.items()], fontsize="small",
               loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: never over a bar
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)
     return _save(figure, path)
 
 
