@@ -14,6 +14,16 @@ from codemix.analysis.table import SCORE_TITLES, Row
 
 BILLION, MILLION, THOUSAND = 1e9, 1e6, 1e3
 COLORS = {"baseline": "tab:gray", "pretraining": "tab:orange", "cooldown": "tab:blue"}
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = (".", "x", "^", "s")
+
+
+def arm_style(index: int) -> dict:
+    """Line style of the index-th arm: ten colours, then the same colours dashed, dotted, ...; so no
+    two of up to forty arms look alike."""
+    colour, round_ = index % 10, index // 10
+    return {"color": f"C{colour}", "linestyle": LINESTYLES[round_ % len(LINESTYLES)],
+            "marker": MARKERS[round_ % len(MARKERS)], "markersize": 4}
 
 
 def loss_curves_figure(curves: dict[str, dict[str, Curve]], path: Path) -> Path | None:
@@ -26,11 +36,12 @@ def loss_curves_figure(curves: dict[str, dict[str, Curve]], path: Path) -> Path 
     figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     scale, unit = _token_unit(max(t for arm in curves.values() for c in arm.values() for t in c.tokens))
+    styles = {arm: arm_style(index) for index, arm in enumerate(curves)}
     for ax, source in zip(axes, sources):
         for arm, arm_curves in curves.items():
             curve = arm_curves.get(source)
             if curve is not None:
-                ax.plot([t / scale for t in curve.tokens], curve.loss, marker=".", label=arm)
+                ax.plot([t / scale for t in curve.tokens], curve.loss, label=arm, **styles[arm])
         ax.set_title(f"validation loss: {source}")
         ax.set_xlabel(f"tokens along the arm ({unit})")
         ax.set_ylabel("loss (nats/token)")
