@@ -66,6 +66,21 @@ def test_transformers_computes_the_same_logits(layout, architecture, tokenizer_j
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("block, norm", [("parallel", "layernorm"), ("sequential", "rmsnorm")])
+def test_the_export_computes_the_same_logits_on_cuda(block, norm, tokenizer_json, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_checkpoint(tokenizer_json, tmp_path / "checkpoint", block=block, norm=norm).cuda()
+    export_hf(tmp_path / "checkpoint", tmp_path / "hf")
+    hf_model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True, dtype=torch.float32).cuda()
+    ids = Tokenizer.from_file(str(tokenizer_json)).encode(TEXT).ids
+    tokens = torch.tensor([ids, ids[::-1]], device="cuda")
+    with torch.no_grad():
+        expected, got = model(tokens), hf_model(tokens).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)  # CUDA kernels order sums differently
+
+
 @pytest.mark.parametrize("block, norm", [("parallel", "rmsnorm"), ("sequential", "layernorm")])
 def test_layouts_without_an_exact_twin_are_refused_before_writing(block, norm, tokenizer_json, tmp_path, capsys):
     tiny_checkpoint(tokenizer_json, tmp_path / "checkpoint", block=block, norm=norm)

@@ -21,11 +21,12 @@ STEP_TOKENS = GLOBAL * SEQ
 MODEL = {"preset": "tiny", "d_model": 64, "n_layers": 2, "n_heads": 2, "max_seq_len": SEQ}
 
 
-def write_recipe(folder: Path, name: str, corpus: Path, stages: dict, trainer: dict | None = None) -> Path:
+def write_recipe(folder: Path, name: str, corpus: Path, stages: dict, trainer: dict | None = None,
+                 model: dict | None = None) -> Path:
     """A tiny CPU recipe on `corpus`: stage fields given in `stages` over shared defaults."""
     recipe = {
         "name": name,
-        "model": MODEL,
+        "model": model or MODEL,
         "data": {"corpus": str(corpus)},
         "trainer": {"accelerator": "cpu", "devices": 1, "precision": "32-true", **(trainer or {})},
         "stage_defaults": {
@@ -166,3 +167,17 @@ def test_a_bf16_stage_on_the_gpu_logs_mfu(small_corpus, tmp_path):
     name = torch.cuda.get_device_name(0)
     if any(key in name for key in ("H100", "H200", "A100")):
         assert 0 < float(rows[-1]["perf/mfu"]) < 1
+
+
+@pytest.mark.gpu
+def test_the_470m_preset_trains_in_bf16_on_the_gpu(small_corpus, tmp_path):
+    """The study's 470m decoder (its widths and depths, the corpus's vocabulary) takes bf16-mixed
+    steps through the real Trainer with the fastest attention the GPU has."""
+    init = {**INIT, "tokens": 4 * STEP_TOKENS, "val_interval_tokens": 0, "checkpoint_interval_tokens": 0,
+            "optimizer": {"lr": 3.0e-4}}  # a 470M-parameter model's rate, not the tiny one's
+    path = write_recipe(tmp_path, "gpu470m", small_corpus, {"init": init}, model={"preset": "470m", "max_seq_len": SEQ},
+                        trainer={"accelerator": "gpu", "precision": "bf16-mixed"})
+    (stage,) = train_recipe(path, home=tmp_path / "home", command="pytest")
+    losses = [float(r["train/loss"]) for r in read_metrics(stage.dir.metrics) if r.get("train/loss")]
+    assert len(losses) == 4 and all(0 < loss < 20 for loss in losses)
+    assert losses[-1] < losses[0]
