@@ -257,19 +257,19 @@ def test_problem_text_keeps_the_statement_as_a_wrapped_docstring():
 
 def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(teacher_url, smoke_reproduction,
                                                                             tmp_path, capsys):
-    """`--add-to`: the verified solutions become a source of kind `synthetic` in the quickstart corpus,
-    tokenized with its tokenizer, and `codemix reproduce recipes/tiny` then plans the synthetic arms
-    (which it skips without one) with the source in their mixtures."""
-    from codemix.analysis.reproduce import plan_study
+    """`codemix reproduce --synth-generator` runs `codemix data synth --add-to`: the verified solutions
+    become a source of kind `synthetic` in the quickstart corpus, tokenized with its tokenizer, and
+    the study then plans the synthetic arms (which it skips without one) with the source drawn."""
+    from codemix.analysis.reproduce import add_synthetic_source, plan_study
     from codemix.data.corpus import Corpus
     from codemix.data.mixture import plan_stage
 
     home = tmp_path / "home"
     shutil.copytree(smoke_reproduction.home / "corpora", home / "corpora")
     before = Corpus.open(home / "corpora" / "quickstart")
-    out = tmp_path / "synth.jsonl"
-    assert synth(SHIPPED_PROBLEMS, f"openai:{teacher_url}#teacher", out, "--timeout", "5",
-                 "--add-to", "quickstart", "--home", str(home)) == 0
+    said = []
+    add_synthetic_source(REPO / "recipes" / "tiny", f"openai:{teacher_url}#teacher", home, "test", said.append)
+    out = home / "corpora" / "quickstart-synthetic.jsonl"
     summary = json.loads(summary_path(out).read_text())
     assert summary["problems_solved"] == len(SHIPPED) - len(TRICKS) + 3  # + pack_documents, batched, competition_rank
 
@@ -283,8 +283,9 @@ def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(tea
     assert manifest["splits"]["train"]["samples"] > 0
     assert "synthetic_python" in capsys.readouterr().out  # the corpus table printed after adding
 
-    say = []
-    study = plan_study(REPO / "recipes" / "tiny", home, "test", say.append)
+    add_synthetic_source(REPO / "recipes" / "tiny", f"openai:{teacher_url}#teacher", home, "test", said.append)
+    assert len(said) == 1 and "has no synthetic source" in said[0]  # the second time there is one
+    study = plan_study(REPO / "recipes" / "tiny", home, "test", said.append)
     assert not study.skipped, study.skipped
     synthetic = [s for s in study.stages if "synthetic" in s.recipe.stages[s.name].mixture]
     assert {s.recipe.name for s in synthetic} == {"tiny-balanced-synth-to-text", "tiny-quality-synthetic",

@@ -35,7 +35,7 @@ from codemix.config.recipe import load_recipe, parent_of, stage_identity, stage_
 from codemix.config.recipe_schema import Recipe
 from codemix.data.corpus import Corpus, read_json, write_json_atomic
 from codemix.data.mixture import plan_stage
-from codemix.errors import ConfigError
+from codemix.errors import CodemixError, ConfigError
 from codemix.paths import reports_dir
 
 if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
@@ -53,6 +53,7 @@ SMOKE_LIMIT = 2
 DEFAULT_HELDOUT_SAMPLES = 16
 SMOKE_HELDOUT_SAMPLES = 4
 SMOKE_DIR = "smoke"
+SYNTHETIC = "synthetic"  # the kind the synthetic-code arms draw
 SUITE = "paper"
 REPRODUCE_FILE = "reproduce.json"
 
@@ -146,8 +147,8 @@ def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
         missing = _missing_mixture_keys(recipe, corpus)
         if missing:
             skipped[str(path)] = (f"its mixtures name {missing}, which the corpus {corpus.path} has neither as a "
-                                  "source nor as a kind (add a synthetic source with `codemix data synth --generator SPEC "
-                                  f"--out synth.jsonl --add-to {corpus.path}`)")
+                                  "source nor as a kind (add a synthetic source with --synth-generator SPEC, or `codemix data "
+                                  f"synth --generator SPEC --out synth.jsonl --add-to {corpus.path}`)")
             say(f"skipping {path.name}: {skipped[str(path)]}")
             continue
         _check_stages(recipe, corpus)
@@ -160,6 +161,26 @@ def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
     stages = [StudyStage(recipe, stage, stage_identity(recipe, stage, tokenizer_hash), recipe.stages[stage].tokens)
               for recipe in recipes for stage in stage_order(recipe)]
     return Study(recipes, stages, skipped)
+
+
+def add_synthetic_source(directory: Path, generator: str, home: Home, command: str, say: Say) -> None:
+    """`--synth-generator`: where an arm draws kind `synthetic` and its corpus has no such source,
+    the generator solves the shipped problems and the verified solutions join the corpus, exactly as
+    `codemix data synth --add-to` does (the corpus keeps its tokenizer: trained stages stay valid)."""
+    from codemix.cli import main as codemix
+    from codemix.train.run import open_corpus
+
+    for path in recipe_files(directory):
+        recipe = load_recipe(path)
+        if SYNTHETIC not in {key for stage in recipe.stages.values() for key in stage.mixture}:
+            continue
+        corpus = open_corpus(recipe, home, command)
+        if SYNTHETIC in {source.kind for source in corpus.sources}:
+            continue
+        out = corpus.path.with_name(f"{corpus.path.name}-synthetic.jsonl")
+        say(f"corpus {corpus.path} has no synthetic source: {generator} solves the shipped problems")
+        if codemix(["data", "synth", "--generator", generator, "--out", str(out), "--add-to", str(corpus.path)]):
+            raise CodemixError(f"--synth-generator {generator}: `codemix data synth` failed (its error is above)")
 
 
 def _missing_mixture_keys(recipe: Recipe, corpus: Corpus) -> list[str]:
@@ -299,7 +320,7 @@ def ctrl_c_remembered() -> Iterator[StopCheck]:
 
 def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
               out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
-              say: Say = print, code_limit: int | None = None) -> "Report | None":
+              say: Say = print, code_limit: int | None = None, synth_generator: str | None = None) -> "Report | None":
     """Plan, train, evaluate and report the study of `recipe_dir`; returns the report (None on the
     non-zero ranks of a multi-process training job, which only take part in training)."""
     from lightning.pytorch.utilities import rank_zero_only
@@ -312,6 +333,8 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
     command_line = " ".join(command)
     load_before = os.getloadavg()
     clock = time.monotonic()
+    if synth_generator is not None:
+        add_synthetic_source(directory, synth_generator, home, command_line, say)
     study = plan_study(directory, home, command_line, say)
     say(f"study {name}: {len(study.recipes)} recipes, {len(study.stages)} arm stages, {len(study.distinct)} "
         f"distinct stages, {sum(s.tokens for s in study.distinct):,} tokens to train"

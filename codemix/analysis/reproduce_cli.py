@@ -28,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--code-limit", type=int,
                         help=f"examples per code task (default {DEFAULT_CODE_LIMIT}, at most --limit; "
                              f"{SMOKE_LIMIT} with --smoke)")
+    parser.add_argument("--synth-generator", metavar="SPEC",
+                        help="for the synthetic-code arms: a generator (codemix:CHECKPOINT_DIR, hf:MODEL_DIR or "
+                             "openai:URL#MODEL) solves the shipped problems and the verified solutions join the "
+                             "corpus as its synthetic source (`codemix data synth --add-to`); without it those "
+                             "arms are skipped when the corpus has no synthetic source")
     parser.add_argument("--out", help="report directory (default: <home>/reports/<RECIPE_DIR name>[-smoke])")
     parser.set_defaults(func=run)
 
@@ -36,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from codemix.analysis.reproduce import reproduce
 
     command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
-        f"--{name.replace('_', '-')}={value}" for name in ("home", "limit", "code_limit", "out") if (value := getattr(args, name)) is not None]
+        f"--{name.replace('_', '-')}={value}" for name in ("home", "limit", "code_limit", "synth_generator", "out") if (value := getattr(args, name)) is not None]
     try:
         report = reproduce(args.recipe_dir, args.smoke, args.home, args.limit, args.out, command,
-                           say=lambda line: print(line, flush=True), code_limit=args.code_limit)
+                           say=lambda line: print(line, flush=True), code_limit=args.code_limit,
+                           synth_generator=args.synth_generator)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C during training into SystemExit
         print("\ncodemix reproduce: interrupted. Completed stages and evaluations are kept; run the same "
               "command again to continue.", file=sys.stderr, flush=True)
