@@ -122,8 +122,7 @@ def add_sources(
                    lambda: None, processes, command, progress)
     new = {s.name: {**_entry(s), "added": True} for s in sources}
     entries = [new.pop(entry["name"], entry) for entry in corpus.meta["sources"]] + list(new.values())
-    _write_corpus_meta(out, corpus.meta | {"seed": spec.seed, "val_fraction": spec.val_fraction}, corpus.tokenizer_hash,
-                       entries, corpus.meta.get("build_command", ""))
+    _write_corpus_meta(out, corpus.meta, corpus.tokenizer_hash, entries, corpus.meta.get("build_command", ""))
     return out
 
 
