@@ -27,7 +27,7 @@ import tokenizers
 
 from codemix.config.data_spec import code_filters_on, load_data_spec, quickstart_spec_path
 from codemix.data.clean import Cleaner
-from codemix.data.corpus import write_json_atomic
+from codemix.atomic import write_json_atomic
 from codemix.data.shards import EncodeSettings, EncoderPool, write_splits
 from codemix.data.sources import Document, ReadStats, read_source
 from codemix.data.tokenizer import save_tokenizer, special_ids, token_dtype, train_bpe, vocab_size

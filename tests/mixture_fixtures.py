@@ -53,7 +53,7 @@ def _write_split(out: Path, source_id: int, split: int, count: int) -> None:
 
 
 def write_corpus(root: Path, sources: list[SourceSpec], name: str = "mixtest") -> Path:
-    from codemix.data.corpus import write_json_atomic
+    from codemix.atomic import write_json_atomic
 
     root.mkdir(parents=True, exist_ok=True)
     tokenizer_hash = _write_tokenizer(root / "tokenizer.json")

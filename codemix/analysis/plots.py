@@ -3,7 +3,6 @@ score. matplotlib's object API (Figure renders with Agg) keeps pyplot's global s
 backend out of it."""
 
 import math
-import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -11,6 +10,7 @@ from matplotlib.patches import Patch
 
 from codemix.analysis.curves import Curve
 from codemix.analysis.table import SCORE_TITLES, Row
+from codemix.atomic import atomic_file
 
 BILLION, MILLION, THOUSAND = 1e9, 1e6, 1e3
 COLORS = {"baseline": "tab:gray", "pretraining": "tab:orange", "cooldown": "tab:blue"}
@@ -98,8 +98,6 @@ def _token_unit(largest: float) -> tuple[float, str]:
 
 def _save(figure: Figure, path: Path) -> Path:
     """Atomically: a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    figure.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
+    with atomic_file(path) as out:
+        figure.savefig(out, format="png", dpi=110)
     return path

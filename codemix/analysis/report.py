@@ -12,7 +12,6 @@ and PNG figures in one output directory (every file written atomically).
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from codemix.analysis.plots import loss_curves_figure, score_figure
 from codemix.analysis.runs import StageRun, find_stages, latest_per_stage
 from codemix.analysis.table import SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
 from codemix.analysis.winrates import WinRate, read_winrates
+from codemix.atomic import write_text_atomic
 
 FIGURES = "figures"
 
@@ -50,13 +50,13 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
     figures = [loss_curves_figure({arm: curves[arm] for arm in arms}, out / FIGURES / "loss_curves.png")]
     figures += [score_figure(rows, score, out / FIGURES / f"score_{score}.png") for score in SCORES]
     figures = [f for f in figures if f is not None]
-    files = [_write(out / "table2.csv", _table_csv(rows)), _write(out / "deltas.csv", _deltas_csv(rows))]
+    files = [write_text_atomic(out / "table2.csv", _table_csv(rows)), write_text_atomic(out / "deltas.csv", _deltas_csv(rows))]
     if _heldout_sources(rows):
-        files.append(_write(out / "heldout.csv", _heldout_csv(rows)))
+        files.append(write_text_atomic(out / "heldout.csv", _heldout_csv(rows)))
     if winrates:
-        files.append(_write(out / "winrates.csv", _winrates_csv(winrates)))
+        files.append(write_text_atomic(out / "winrates.csv", _winrates_csv(winrates)))
     markdown = _markdown(rows, winrates, [f.relative_to(out) for f in figures], run_dirs, options, superseded)
-    files.append(_write(out / "report.md", markdown))
+    files.append(write_text_atomic(out / "report.md", markdown))
     return Report(out, rows, winrates, files + figures)
 
 
@@ -241,10 +241,3 @@ def _csv(records: list[dict]) -> str:
         writer.writeheader()
         writer.writerows(records)
     return text.getvalue()
-
-
-def _write(path: Path, content: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(content)
-    os.replace(tmp, path)
-    return path

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codemix.analysis.runs import natural_key
+from codemix.atomic import write_json_atomic
 from codemix.config.loading import read_yaml
 from codemix.config.recipe import load_recipe, parent_of, stage_identity, stage_order
 from codemix.config.recipe_schema import Recipe
-from codemix.data.corpus import Corpus, read_json, write_json_atomic
+from codemix.data.corpus import Corpus, read_json
 from codemix.data.mixture import plan_stage
 from codemix.errors import CodemixError, ConfigError
 from codemix.paths import reports_dir

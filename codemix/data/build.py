@@ -28,10 +28,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from codemix.atomic import replace_dir, write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, TokenizerSpec, code_filters_on
 from codemix.data.clean import Cleaner
-from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, Corpus, read_json, write_json_atomic
-from codemix.data.shards import EncodeSettings, EncoderPool, write_splits
+from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, Corpus, read_json
+from codemix.data.shards import EncoderPool, EncodeSettings, write_splits
 from codemix.data.sources import ReadStats, read_source
 from codemix.data.tokenizer import (
     file_hash,
@@ -238,7 +239,7 @@ def _build_source(
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(tmp / MANIFEST_FILE, manifest)
-    _install(tmp, out / source.name)
+    replace_dir(tmp, out / source.name)
     return manifest
 
 
@@ -355,18 +356,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _install(tmp: Path, final: Path) -> None:
-    """Put a finished source in place. An old version is first renamed to a tmp name, so at no
-    moment does a half-deleted old source look complete."""
-    if final.exists():
-        old = final.with_name(f"{final.name}.tmp-{os.getpid()}-old")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
 
 
 class _Invalidator:

@@ -11,7 +11,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codemix.errors import ConfigError
 from codemix.paths import corpora_dir
@@ -29,17 +28,6 @@ class SourceInfo:
     kind: str
     licence: str
     id: int  # index in corpus.json "sources": the source_id a batch carries
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so a reader sees the old file or the whole new one, never a torn write."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(payload, out, indent=2, sort_keys=False)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict:

@@ -18,7 +18,6 @@ the reward hacks generators are known for; the sandbox bounds what any program c
 import argparse
 import hashlib
 import json
-import os
 import secrets
 import shlex
 import sys
@@ -29,8 +28,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from codemix.atomic import atomic_file, write_json_atomic
 from codemix.config.data_spec import ReaderSpec, SourceSpec, check_source_spec
-from codemix.data.corpus import Corpus, resolve_corpus, write_json_atomic
+from codemix.data.corpus import Corpus, resolve_corpus
 from codemix.data.synth_generators import Generator, Sampling, open_generator
 from codemix.errors import CodemixError, ConfigError
 from codemix.eval.sandbox import Limits, Sandbox, SandboxResult
@@ -206,17 +206,8 @@ def _summary(problems: Sequence[Problem], verdicts: list[list[Verdict]], written
 
 
 def _write_jsonl_atomic(path: Path, rows: Sequence[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w") as out:
+        out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def add_synth_parser(subparsers: argparse._SubParsersAction) -> None:

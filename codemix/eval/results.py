@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codemix.data.corpus import read_json, write_json_atomic
+from codemix.atomic import write_json_atomic
+from codemix.data.corpus import read_json
 from codemix.errors import ConfigError
 from codemix.model.checkpoint import WEIGHTS
 

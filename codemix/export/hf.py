@@ -7,11 +7,12 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from codemix.atomic import replace_dir
 from codemix.eval.results import resolve_target
 from codemix.export.hf_config import architecture_for, hf_config
 from codemix.export.hf_tokenizer import write_tokenizer_files
 from codemix.export.hf_weights import hf_state_dict
-from codemix.model.checkpoint import CONFIG, TOKENIZER, replace_dir, load_pretrained
+from codemix.model.checkpoint import CONFIG, TOKENIZER, load_pretrained
 
 HF_WEIGHTS = "model.safetensors"
 

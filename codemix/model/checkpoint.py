@@ -5,7 +5,6 @@ A folder is written whole into a temporary sibling directory and renamed into pl
 never sees a half-written one."""
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from codemix.atomic import replace_dir
 from codemix.errors import ConfigError
 from codemix.model.config import ModelConfig
 from codemix.model.transformer import Decoder
@@ -68,14 +68,3 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"
     except RuntimeError as err:
         raise ConfigError(f"{path / WEIGHTS}: weights do not match {path / CONFIG}: {err}") from err
     return model.eval(), cfg, Tokenizer.from_file(str(path / TOKENIZER))
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`; an existing target is moved aside first and removed after."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / target.name)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -4,37 +4,16 @@ the stage files written next to them.
 Lightning's TorchCheckpointIO goes through an fsspec transaction, which on a local disk stages the
 bytes in the system temp dir and then *moves* them: across file systems that is a copy, not an atomic
 rename, and nothing is fsynced. Here the bytes go to a temp file in the checkpoint's own directory, are
-fsynced, and replace the target with os.replace (atomic on POSIX)."""
+fsynced, and replace the target with os.replace (atomic on POSIX): codemix.atomic.atomic_file."""
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
-TMP_MARK = ".tmp-"
-
-
-@contextmanager
-def atomic_file(target: Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside `target` for writing; on success it is fsynced and renamed over `target`,
-    on any failure it is removed and `target` is left as it was."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, mode) as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)  # make the rename itself durable
+from codemix.atomic import TMP_MARK, atomic_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -52,10 +31,3 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
         path.unlink(missing_ok=True)
     return stale
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -24,12 +24,12 @@ from typing import Any, Optional
 
 import torch
 
-from codemix.data.corpus import read_json, write_json_atomic
+from codemix.atomic import atomic_file, write_json_atomic
+from codemix.data.corpus import read_json
 from codemix.errors import ConfigError
 from codemix.model.checkpoint import CONFIG, WEIGHTS, load_pretrained
 from codemix.model.config import ModelConfig
 from codemix.paths import runs_dir
-from codemix.train.checkpoint_io import atomic_file
 from codemix.train.module import CHECKPOINT_KEY
 
 STAGE_INDEX = "_stages"
