@@ -2,10 +2,9 @@
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from chat_server import chat_server
 from test_eval_scoring import FACTS, shared_checkpoint
 
 from codemix.cli import main
@@ -21,60 +20,40 @@ def _answers(message: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
-class JudgeHandler(BaseHTTPRequestHandler):
+def judge_reply(body: dict) -> str:
     """Deterministic judges: "fair" prefers the answer that is a known right answer, "first" always
     says A (maximal position bias), "broken" replies without a verdict."""
-
-    requests: list[dict] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body})
-        if self.path != "/v1/chat/completions":
-            self.send_response(404)
-            self.end_headers()
-            return
-        first, second = _answers(body["messages"][-1]["content"])
-        if body["model"] == "first":
-            reply = "Answer A reads better.\n[[A]]"
-        elif body["model"] == "broken":
-            reply = "I cannot decide."
-        else:
-            good = [a.strip().lower() in GOOD_WORDS for a in (first, second)]
-            reply = "Both equal.\n[[TIE]]" if good[0] == good[1] else ("A is right.\n[[A]]" if good[0] else "B is right.\n[[B]]")
-        payload = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+    first, second = _answers(body["messages"][-1]["content"])
+    if body["model"] == "first":
+        return "Answer A reads better.\n[[A]]"
+    if body["model"] == "broken":
+        return "I cannot decide."
+    good = [a.strip().lower() in GOOD_WORDS for a in (first, second)]
+    return "Both equal.\n[[TIE]]" if good[0] == good[1] else ("A is right.\n[[A]]" if good[0] else "B is right.\n[[B]]")
 
 
 @pytest.fixture(scope="module")
-def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), JudgeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def judge():
+    with chat_server(judge_reply) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def judge_url(judge):
+    return judge.url
 
 
 PROMPTS_3 = [{"id": str(i), "prompt": q} for i, (q, _, _) in enumerate(FACTS[:3])]
 
 
-def test_both_orders_are_judged_and_combined(judge_url):
+def test_both_orders_are_judged_and_combined(judge, judge_url):
     result = win_rate(PROMPTS_3, ["blue", "nonsense", "cat"], ["grass", "water", "cat"], HttpJudge(judge_url, "fair"))
     assert (result["wins_a"], result["wins_b"], result["ties"]) == (1, 1, 1)
     assert [r["outcome"] for r in result["records"]] == ["a", "b", "tie"]
     first = result["records"][0]
     assert (first["verdict_a_first"], first["verdict_b_first"]) == ("A", "B")
     assert first["raw_a_first"] == "A is right.\n[[A]]"
-    sent = JudgeHandler.requests[-1]["body"]
+    sent = judge.requests[-1]["body"]
     assert sent["model"] == "fair" and [m["role"] for m in sent["messages"]] == ["system", "user"]
 
 

@@ -6,11 +6,10 @@ import argparse
 import json
 import re
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_server import chat_server
 from test_export import tiny_checkpoint
 
 from codemix.config.data_spec import load_data_spec
@@ -57,36 +56,20 @@ def chat_reply(entry_point: str, seed: int) -> str:
     }[entry_point]
 
 
-class TeacherHandler(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        if self.path != "/v1/chat/completions":
-            self.send_response(404)
-            self.end_headers()
-            return
-        entry_point = re.search(r"def (\w+)\(", body["messages"][-1]["content"]).group(1)
-        payload = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"], "choices": [
-            {"index": 0, "finish_reason": "stop",
-             "message": {"role": "assistant", "content": chat_reply(entry_point, body["seed"])}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def teacher_reply(body: dict) -> str:
+    entry_point = re.search(r"def (\w+)\(", body["messages"][-1]["content"]).group(1)
+    return chat_reply(entry_point, body["seed"])
 
 
 @pytest.fixture(scope="module")
-def teacher_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TeacherHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def teacher():
+    with chat_server(teacher_reply) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def teacher_url(teacher):
+    return teacher.url
 
 
 def write_problems(path: Path, entry_points: list[str]) -> Path:
@@ -130,13 +113,13 @@ def test_shipped_problems_are_not_taken_from_the_evaluation_sets():
     assert [p.entry_point for p in SHIPPED.values() if p.entry_point in eval_functions] == []
 
 
-def test_only_verified_chat_solutions_are_kept(teacher_url, tmp_path, monkeypatch, capsys):
+def test_only_verified_chat_solutions_are_kept(teacher, teacher_url, tmp_path, monkeypatch, capsys):
     entry_points = ["pack_documents", "batched", "competition_rank", "run_lengths", "gcd_all", "url_slug",
                     "flatten", "missing_shards", "sparse_dot"]
     problems = write_problems(tmp_path / "problems.jsonl", entry_points)
     out = tmp_path / "synth" / "synth.jsonl"
     monkeypatch.setenv("CODEMIX_SYNTH_API_KEY", "sk-test")
-    TeacherHandler.requests.clear()
+    teacher.requests.clear()
     code = synth(problems, f"openai:{teacher_url}#teacher", out, "--samples", "2", "--temperature", "0.8",
                  "--timeout", "2", "--max-new-tokens", "300", "--attempts", str(tmp_path / "attempts.jsonl"))
     assert code == 0
@@ -168,7 +151,7 @@ def test_only_verified_chat_solutions_are_kept(teacher_url, tmp_path, monkeypatc
     assert len(attempts) == 18 and [v["status"] for v in slug] == ["failed", "failed"]
     assert "returned Anything, not plain data" in slug[0]["stderr"]
 
-    sent = TeacherHandler.requests
+    sent = teacher.requests
     assert len(sent) == 18 and {r["auth"] for r in sent} == {"Bearer sk-test"}
     asked = [r["body"] for r in sent if SHIPPED["pack_documents"].signature in r["body"]["messages"][-1]["content"]]
     assert sorted(body["seed"] for body in asked) == [0, 1]
