@@ -101,9 +101,9 @@ class Settings:
 
     @classmethod
     def for_run(cls, smoke: bool, limit: int | None, code_limit: int | None = None) -> "Settings":
-        for flag, value in (("--limit", limit), ("--code-limit", code_limit)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        from codemix.eval.runner import check_limits
+
+        check_limits(limit, code_limit)
         if smoke:
             default_limit, default_code_limit, heldout = SMOKE_LIMIT, SMOKE_LIMIT, SMOKE_HELDOUT_SAMPLES
         else:
@@ -173,7 +173,7 @@ def add_synthetic_source(directory: Path, generator: str, home: Home, command: s
 
     for path in recipe_files(directory):
         recipe = load_recipe(path)
-        if SYNTHETIC not in {key for stage in recipe.stages.values() for key in stage.mixture}:
+        if SYNTHETIC not in _mixture_keys(recipe):
             continue
         corpus = open_corpus(recipe, home, command)
         if SYNTHETIC in {source.kind for source in corpus.sources}:
@@ -184,10 +184,14 @@ def add_synthetic_source(directory: Path, generator: str, home: Home, command: s
             raise CodemixError(f"--synth-generator {generator}: `codemix data synth` failed (its error is above)")
 
 
+def _mixture_keys(recipe: Recipe) -> set[str]:
+    """The sources and kinds any stage of `recipe` draws from."""
+    return {key for stage in recipe.stages.values() for key in stage.mixture}
+
+
 def _missing_mixture_keys(recipe: Recipe, corpus: Corpus) -> list[str]:
     known = {source.name for source in corpus.sources} | {source.kind for source in corpus.sources}
-    keys = [key for stage in recipe.stages.values() for key in stage.mixture]
-    return sorted({key for key in keys if key not in known})
+    return sorted(_mixture_keys(recipe) - known)
 
 
 def _check_stages(recipe: Recipe, corpus: Corpus) -> None:

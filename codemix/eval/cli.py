@@ -8,7 +8,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from codemix.errors import ConfigError
 from codemix.paths import reports_dir
 
 WINRATE = "winrate"
@@ -90,14 +89,12 @@ def _say(message: str) -> None:
 def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.harness import evaluate
     from codemix.eval.results import resolve_target
-    from codemix.eval.runner import EvalOptions
+    from codemix.eval.runner import EvalOptions, check_limits
     from codemix.eval.sandbox import Limits, Sandbox
     from codemix.eval.tasks.registry import resolve_tasks
     from codemix.eval.tasks.user import load_user_task
 
-    for flag, value in (("--limit", args.limit), ("--code-limit", args.code_limit)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    check_limits(args.limit, args.code_limit)
     if args.threads is not None:
         import torch
 

@@ -30,11 +30,15 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.code_samples > 1 and self.code_temperature <= 0:
             raise ConfigError(f"code_samples={self.code_samples} needs code_temperature > 0 (greedy samples are identical)")
-        for name in ("limit", "code_limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if 1 not in self.pass_ks or max(self.pass_ks) > self.code_samples:
             raise ConfigError(f"pass_ks {self.pass_ks} must include 1 and not exceed code_samples={self.code_samples}")
+
+
+def check_limits(limit: int | None, code_limit: int | None) -> None:
+    """--limit and --code-limit: None (every example) or at least 1."""
+    for flag, value in (("--limit", limit), ("--code-limit", code_limit)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
 
 
 @dataclass

@@ -44,14 +44,17 @@ from codemix.train.stages import (
 Home = Optional[str | os.PathLike]
 
 
-# Said once per Trainer, so once per stage: noise in a study of twenty stages. A tip to install a
-# cloud logger, and two warnings that do not apply (the streaming dataset splits samples over
-# workers itself; the deprecation is inside Lightning).
-_LIGHTNING_NOISE = ("💡 Tip:",)
-warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith(_LIGHTNING_NOISE))
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip:")
+
+
+def _quiet_lightning() -> None:
+    """What Lightning says once per Trainer, so once per stage, that is noise in a study of twenty
+    stages: a tip to install a cloud logger, and two warnings that do not apply (the streaming dataset
+    splits samples over workers itself; the deprecation is inside Lightning). Idempotent."""
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_tip)
 
 
 def say(message: str) -> None:
@@ -218,6 +221,7 @@ class StageTraining:
             callbacks.append(ModelCheckpoint(dirpath=self.target.checkpoints, save_last=True, save_top_k=0,
                                              every_n_train_steps=checkpoint_every, enable_version_counter=False))
         val_every = interval_steps(stage.val_interval_tokens, step_tokens)
+        _quiet_lightning()
         return pl.Trainer(
             accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
             strategy=_strategy(settings.strategy), precision=settings.precision,
