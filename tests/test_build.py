@@ -86,6 +86,25 @@ def test_rerun_keeps_complete_sources_and_removes_leftovers(small_corpus: Path, 
     with pytest.raises(CodemixError, match=re.escape(f"another build (pid {os.getppid()}) is writing to {copy}")):
         build_corpus(spec, copy, progress=messages.append)
 
+    # The pid of a killed build, reused by a process started after the leftover was last written: stale.
+    (copy / f"text_jargon.tmp-{os.getppid()}").rmdir()
+    with subprocess.Popen(["sleep", "60"]) as reused:
+        leftover = copy / f"text_jargon.tmp-{reused.pid}"
+        leftover.mkdir()
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+        messages.clear()
+        build_corpus(spec, copy, progress=messages.append)
+        reused.kill()
+    assert messages[0] == f"removing {leftover.name} (left by an interrupted build)" and not leftover.exists()
+
+
+def test_truncated_shard_is_refused_naming_it(small_corpus: Path, tmp_path: Path):
+    copy = shutil.copytree(small_corpus, tmp_path / "small")
+    shard = copy / "code_python" / "train" / "shard.00000.mds"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(ConfigError, match=re.escape(f"{shard}: {shard.stat().st_size} bytes, index.json records")):
+        Corpus.open(copy).split_dir("code_python", "train")
+
 
 def test_corpus_errors_name_the_path(small_corpus: Path, tmp_path: Path):
     copy = tmp_path / "small"

@@ -89,6 +89,16 @@ def test_bad_input_names_value_and_file(tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run(["data", "build", str(spec)], capsys)
     assert code == 2 and str(spec) in err and str(tmp_path / "nowhere.txt") in err
 
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.bin").write_bytes(b"\x7fELF\x00\x01" * 100)
+    (unreadable / "b.txt").write_bytes("caf\xe9 latin-1".encode("latin-1") * 10)
+    binary_only = {**SMALL_CORPUS_SPEC["sources"][1], "reader": {"type": "dir", "path": str(unreadable)}}
+    code, _, err = run(["data", "build", str(write_small_corpus_spec(tmp_path, sources=[binary_only])),
+                        "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and err == (f"codemix: error: source 'text_jargon': {unreadable}: no UTF-8 text in 2 file(s) "
+                                 "(1 binary, 1 not UTF-8)\n")
+
     code, _, err = run(["data", "build", str(spec), "--processes", "0"], capsys)
     assert code == 2 and err == "codemix: error: --processes 0: must be at least 1\n"
 

@@ -104,7 +104,9 @@ class Corpus:
         self.source(source_name)
         if split not in SPLITS:
             raise ConfigError(f"unknown split '{split}' (splits: {', '.join(SPLITS)})")
-        return self.path / source_name / split
+        folder = self.path / source_name / split
+        check_shards(folder)
+        return folder
 
     def tokenizer(self):
         from tokenizers import Tokenizer
@@ -113,6 +115,22 @@ class Corpus:
 
     def __repr__(self) -> str:
         return f"Corpus({self.name!r}, path={str(self.path)!r}, sources={self.source_names})"
+
+
+def check_shards(split_dir: Path) -> None:
+    """Refuse a split whose shard files are missing or not the size its index.json records: a
+    truncated shard otherwise surfaces mid-training as streaming's "sample index not present"."""
+    index_path = split_dir / "index.json"
+    if not index_path.is_file():
+        raise ConfigError(f"{index_path}: missing; rebuild the corpus with `codemix data build`")
+    for shard in read_json(index_path).get("shards", []):
+        raw = shard["raw_data"]
+        path = split_dir / raw["basename"]
+        size = path.stat().st_size if path.is_file() else None
+        if size != raw["bytes"]:
+            found = "missing" if size is None else f"{size} bytes"
+            raise ConfigError(f"{path}: {found}, {index_path.name} records {raw['bytes']} bytes: a truncated or "
+                              "altered shard; rebuild the source with `codemix data build`")
 
 
 _REQUIRED_KEYS = ("name", "tokenizer_hash", "seq_len", "vocab_size", "eos_id", "bos_id", "pad_id", "token_dtype", "sources")

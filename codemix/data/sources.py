@@ -63,6 +63,7 @@ def read_source(spec: SourceSpec, stats: ReadStats) -> Iterator[Document]:
     reader = spec.reader
     records = _RECORD_READERS[reader.type](spec, stats)
     split = re.compile(reader.split_on) if reader.split_on is not None else None
+    documents_before = stats.documents
     for text, origin, language in records:
         for part, part_origin in [(text, origin)] if split is None else _split(text, origin, split):
             if len(part) < reader.min_chars:
@@ -73,6 +74,11 @@ def read_source(spec: SourceSpec, stats: ReadStats) -> Iterator[Document]:
             stats.documents += 1
             stats.bytes += len(part.encode("utf-8"))
             yield Document(part, part_origin, language)
+    if stats.documents == documents_before and (stats.skipped_binary or stats.skipped_non_utf8):
+        # only unreadable files: building would give the source 0 tokens and say nothing
+        where = ", ".join(input_patterns(reader)) if reader.type != "command" else shlex.join(reader.command)
+        raise ConfigError(f"source {spec.name!r}: {where}: no UTF-8 text in {stats.files} file(s) "
+                          f"({stats.skipped_binary} binary, {stats.skipped_non_utf8} not UTF-8)")
 
 
 def language_of(path: str | Path) -> str | None:
