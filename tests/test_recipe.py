@@ -220,6 +220,12 @@ def test_a_warmup_longer_than_the_stage_is_refused(arm: Path):
 def test_unknown_trainer_choices_are_refused(arm: Path):
     assert "('auto', 'ddp', 'fsdp')" in refused(arm, ["trainer.strategy=deepspeed"])
     assert "precision" in refused(arm, ["trainer.precision=bf17"])
+    assert "trainer.activation_checkpointing" in refused(arm, ["trainer.activation_checkpointing=-1"])
+
+
+def test_activation_checkpointing_leaves_the_identity(arm: Path):
+    """Recomputing activations changes memory, not the weights: the stage is the same stage."""
+    assert identities(arm, ["trainer.activation_checkpointing=1"]) == identities(arm)
 
 
 # --- init_from --------------------------------------------------------------------------------------

@@ -292,6 +292,8 @@ class _Validator:
             self.require(("trainer", name), value >= 1, value, "must be a count of 1 or more")
         self.require(("trainer", "log_every_n_tokens"), trainer.log_every_n_tokens >= 0,
                      trainer.log_every_n_tokens, "must be >= 0 (0 logs every step)")
+        self.require(("trainer", "activation_checkpointing"), trainer.activation_checkpointing >= 0,
+                     trainer.activation_checkpointing, "must be >= 0 (0 = none, n = every n-th block)")
 
     def check_model(self) -> ModelConfig:
         """Resolve the model now (with the preset's vocabulary) so a bad preset or override fails early."""

@@ -75,6 +75,9 @@ class TrainerSection:
     strategy: str = "auto"  # auto | ddp | fsdp
     precision: str = "32-true"  # 32-true on CPU; bf16-mixed on GPU
     log_every_n_tokens: int = 0  # 0 = log every optimizer step
+    # Recompute every n-th block's activations in backward (0 = none, 1 = every block): trades about a
+    # third more compute for activation memory that no longer grows with depth.
+    activation_checkpointing: int = 0
 
 
 @dataclass

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from codemix.model.attention import attention
 from codemix.model.config import ModelConfig
@@ -109,7 +110,19 @@ class Decoder(nn.Module):
         self.norm = make_norm(cfg)
         # Tied: the head IS the embedding matrix, so there is one tensor (and one safetensors entry).
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.checkpoint_every = 0
         self.reset_parameters()
+
+    def set_activation_checkpointing(self, every: int) -> None:
+        """Recompute the activations of every `every`-th block in backward instead of keeping them
+        (0 = keep all, 1 = every block). A training-time memory trade: the mathematics is unchanged."""
+        if every < 0:
+            raise ValueError(f"activation checkpointing interval must be >= 0, got {every}")
+        self.checkpoint_every = every
+
+    def _recomputed(self, layer: int) -> bool:
+        return (self.checkpoint_every > 0 and layer % self.checkpoint_every == 0
+                and self.training and torch.is_grad_enabled())
 
     @property
     def output_weight(self) -> torch.Tensor:
@@ -145,8 +158,11 @@ class Decoder(nn.Module):
             raise ValueError(f"sequence of {start + T} positions > max_seq_len {self.cfg.max_seq_len}")
         cos, sin = rotary_angles(self.cfg.head_dim, self.cfg.rope_theta, start, T, input_ids.device)
         x = self.embed(input_ids)
-        for block in self.blocks:
-            x = block(x, cos, sin, cache)
+        for layer, block in enumerate(self.blocks):
+            if self._recomputed(layer) and cache is None:
+                x = checkpoint(block, x, cos, sin, None, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache)
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)

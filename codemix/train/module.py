@@ -11,12 +11,12 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
 from codemix.model.config import ModelConfig
+from codemix.model.loss import linear_cross_entropy
 from codemix.model.transformer import Decoder
 from codemix.train.callbacks import log_step_metrics
 from codemix.train.schedules import lr_at
@@ -36,11 +36,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def per_sample_loss(model: Decoder, input_ids: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of each sequence: inputs ids[:, :-1] predict ids[:, 1:]. [B]"""
-    logits = model(input_ids[:, :-1])  # [B, T-1, V]
+    """Mean next-token cross-entropy of each sequence: inputs ids[:, :-1] predict ids[:, 1:]. [B]
+    The [B, T-1, V] logits are never materialised (codemix.model.loss)."""
+    hidden = model(input_ids[:, :-1], return_hidden=True)  # [B, T-1, d]
     targets = input_ids[:, 1:]
-    per_token = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    return per_token.view(targets.shape).float().mean(dim=1)
+    per_token = linear_cross_entropy(hidden.flatten(0, 1), model.output_weight, targets.flatten())
+    return per_token.view(targets.shape).mean(dim=1)
 
 
 class CodemixLM(pl.LightningModule):
@@ -48,15 +49,17 @@ class CodemixLM(pl.LightningModule):
 
     total_steps: optimizer steps in the stage (the LR schedule's length). init_weights: the parent
     stage's weights (None = fresh init from the global seed). init_optimizer_state: the parent's AdamW
-    state (moments and step counts) to continue from; this stage's own hyper-parameters are kept."""
+    state (moments and step counts) to continue from; this stage's own hyper-parameters are kept.
+    activation_checkpointing: recompute every n-th block in backward (0 = none)."""
 
     def __init__(self, model_cfg: ModelConfig, optimizer: OptimizerSection, schedule: ScheduleSection,
                  total_steps: int, source_names: Sequence[str], seq_len: int,
                  init_weights: Optional[Mapping[str, torch.Tensor]] = None,
-                 init_optimizer_state: Optional[dict[str, Any]] = None) -> None:
+                 init_optimizer_state: Optional[dict[str, Any]] = None, activation_checkpointing: int = 0) -> None:
         super().__init__()
         self.model_cfg = model_cfg
         self.model = Decoder(model_cfg)
+        self.model.set_activation_checkpointing(activation_checkpointing)
         if init_weights is not None:
             self.model.load_state_dict(init_weights, strict=True)
         self.optimizer_cfg = optimizer

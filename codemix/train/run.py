@@ -207,6 +207,7 @@ class StageTraining:
             self.model_cfg, stage.optimizer, stage.schedule, stage.steps, self.corpus.source_names, stage.seq_len,
             init_weights=parent.weights(self.model_cfg) if take_parent else None,
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
+            activation_checkpointing=self.recipe.trainer.activation_checkpointing,
         )
 
     def build_trainer(self) -> pl.Trainer:
