@@ -11,6 +11,7 @@ from codemix.errors import CodemixError
 # command -> module exposing add_parser(subparsers); the parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = {
     "data": "codemix.data.cli",
+    "recipe": "codemix.plan.cli",
     "train": "codemix.train.cli",
     "eval": "codemix.eval.cli",
     "reproduce": "codemix.analysis.reproduce_cli",

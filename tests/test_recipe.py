@@ -221,6 +221,7 @@ def test_unknown_trainer_choices_are_refused(arm: Path):
     assert "('auto', 'ddp', 'fsdp')" in refused(arm, ["trainer.strategy=deepspeed"])
     assert "precision" in refused(arm, ["trainer.precision=bf17"])
     assert "trainer.activation_checkpointing" in refused(arm, ["trainer.activation_checkpointing=-1"])
+    assert "trainer.device_memory_gb" in refused(arm, ["trainer.device_memory_gb=0"])
 
 
 def test_activation_checkpointing_leaves_the_identity(arm: Path):

@@ -294,6 +294,8 @@ class _Validator:
                      trainer.log_every_n_tokens, "must be >= 0 (0 logs every step)")
         self.require(("trainer", "activation_checkpointing"), trainer.activation_checkpointing >= 0,
                      trainer.activation_checkpointing, "must be >= 0 (0 = none, n = every n-th block)")
+        self.require(("trainer", "device_memory_gb"), trainer.device_memory_gb is None or trainer.device_memory_gb > 0,
+                     trainer.device_memory_gb, "must be a positive number of GB (or null: ask CUDA)")
 
     def check_model(self) -> ModelConfig:
         """Resolve the model now (with the preset's vocabulary) so a bad preset or override fails early."""

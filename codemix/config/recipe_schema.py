@@ -78,6 +78,8 @@ class TrainerSection:
     # Recompute every n-th block's activations in backward (0 = none, 1 = every block): trades about a
     # third more compute for activation memory that no longer grows with depth.
     activation_checkpointing: int = 0
+    # The memory a stage's estimate must fit (codemix recipe plan); null = what CUDA reports, none on CPU.
+    device_memory_gb: Optional[float] = None
 
 
 @dataclass

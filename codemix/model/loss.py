@@ -14,7 +14,13 @@ import importlib.util
 
 import torch
 
-DEFAULT_CHUNK_TOKENS = 4096
+# Logit entries one chunk may hold: 128M (0.5 GiB in fp32), so 524 tokens at a 256k vocabulary and the
+# whole micro-batch at the tiny models' 8k.
+CHUNK_LOGITS = 1 << 27
+
+
+def chunk_tokens_for(vocab_size: int) -> int:
+    return max(1, CHUNK_LOGITS // vocab_size)
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -54,10 +60,11 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
 
 
 def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                                 chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> torch.Tensor:
+                                 chunk_tokens: int | None = None) -> torch.Tensor:
     """Per-token cross-entropy of `hidden @ weight.T` against targets, in fp32. hidden [N, d],
     weight [V, d], targets [N] -> [N]. Equal to F.cross_entropy(reduction="none") on the full logits,
-    gradients included."""
+    gradients included. chunk_tokens None: chunk_tokens_for(V)."""
+    chunk_tokens = chunk_tokens_for(weight.shape[0]) if chunk_tokens is None else chunk_tokens
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
     return _ChunkedLinearCrossEntropy.apply(hidden, weight, targets, chunk_tokens)
@@ -68,7 +75,7 @@ def liger_available() -> bool:
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> torch.Tensor:
+                         chunk_tokens: int | None = None) -> torch.Tensor:
     """Per-token loss [N] by the fastest exact path here: liger's fused kernel for CUDA tensors when
     liger-kernel is installed, else the chunked torch function."""
     if hidden.is_cuda and liger_available():

@@ -33,6 +33,7 @@ from codemix.errors import CodemixError
 from codemix.model.checkpoint import save_pretrained
 from codemix.model.flops import flops_per_token
 from codemix.model.transformer import Block, Decoder
+from codemix.plan.memory import check_memory
 from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_loggers
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from codemix.train.module import CodemixLM
@@ -80,6 +81,7 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: H
     """Train (or reuse) the recipe's stages in order, up to and including `until` (default: all)."""
     recipe = load_recipe(path, overrides)
     corpus = open_corpus(recipe, home, command)
+    check_memory(recipe, corpus.vocab_size)  # before any stage's compute
     say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {corpus.name} ({corpus.path})")
     results: dict[str, StageResult] = {}
     for name in stage_order(recipe):
