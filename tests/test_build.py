@@ -28,7 +28,7 @@ MANIFEST_KEYS = {
 def shard_files(corpus_dir: Path) -> dict[str, bytes]:
     """Every byte the corpus's readers depend on: tokenizer and shard files (not timestamps)."""
     files = {TOKENIZER_FILE: (corpus_dir / TOKENIZER_FILE).read_bytes()}
-    for path in sorted(corpus_dir.glob("*/*/*")):
+    for path in sorted(p for p in corpus_dir.glob("*/*/**/*") if p.is_file()):
         files[str(path.relative_to(corpus_dir))] = path.read_bytes()
     return files
 
@@ -100,7 +100,7 @@ def test_rerun_keeps_complete_sources_and_removes_leftovers(small_corpus: Path, 
 
 def test_truncated_shard_is_refused_naming_it(small_corpus: Path, tmp_path: Path):
     copy = shutil.copytree(small_corpus, tmp_path / "small")
-    shard = copy / "code_python" / "train" / "shard.00000.mds"
+    shard = copy / "code_python" / "train" / "00000" / "shard.00000.mds"
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(ConfigError, match=re.escape(f"{shard}: {shard.stat().st_size} bytes, index.json records")):
         Corpus.open(copy).split_dir("code_python", "train")

@@ -99,8 +99,8 @@ def test_bad_input_names_value_and_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 2 and err == (f"codemix: error: source 'text_jargon': {unreadable}: no UTF-8 text in 2 file(s) "
                                  "(1 binary, 1 not UTF-8)\n")
 
-    code, _, err = run(["data", "build", str(spec), "--processes", "0"], capsys)
-    assert code == 2 and err == "codemix: error: --processes 0: must be at least 1\n"
+    code, _, err = run(["data", "build", str(spec), "--workers", "0"], capsys)
+    assert code == 2 and err == "codemix: error: --workers 0: must be at least 1\n"
 
     code, _, err = run(["data", "inspect", str(tmp_path / "no_corpus")], capsys)
     assert code == 2 and str(tmp_path / "no_corpus") in err and "codemix data build" in err

@@ -83,6 +83,9 @@ class DataSpec:
     val_fraction: float = 0.02
     seed: int = 0
     dedup: bool = True
+    # The build cuts an uncapped source into one task per this many bytes of input files (the
+    # slices decide the packing, so the output depends on this, not on the number of workers).
+    task_bytes: int = 64 << 20
 
 
 def code_filters_on(source: SourceSpec) -> bool:
@@ -150,6 +153,8 @@ def _check_top_level(spec: DataSpec, origin: str) -> None:
         raise ConfigError(f"{origin}: sources: at least one source is needed")
     if spec.seq_len < 2:
         raise ConfigError(f"{origin}: seq_len {spec.seq_len}: must be at least 2")
+    if spec.task_bytes < 1:
+        raise ConfigError(f"{origin}: task_bytes {spec.task_bytes}: must be at least 1")
     if not 0.0 <= spec.val_fraction < 1.0:
         raise ConfigError(f"{origin}: val_fraction {spec.val_fraction}: must be in [0, 1)")
     tok = spec.tokenizer

@@ -1,11 +1,13 @@
 """`codemix data build`: a data spec -> tokenizer.json, MDS shards and a manifest per source, corpus.json.
 
-Reading and cleaning run in the parent in data-YAML order (cross-source de-duplication lets the
-first source keep a text); tokenizing runs in a pool of processes. Crash safety: a source is written
-into `<source>.tmp-<pid>` and renamed into place only after its manifest.json is in it, and corpus.json
-is removed before anything changes and written last, so a killed build never leaves a source or a
-corpus that looks complete. A re-run keeps every source whose manifest records the same spec hash
-and tokenizer hash, and rebuilds the rest.
+The tokenizer is trained first, in this process, from a sample of every source. The sources are then
+built as independent tasks over slices of their files, run by datatrove's executor with N worker
+processes (codemix.data.tasks: scan and hash, decide duplicates per hash bucket, tokenize and pack);
+a task killed half-way is re-run on the next build, a finished one is not. Last, each source's parts
+are merged here into `<source>.tmp-<pid>` (shard indexes by streaming's merge_index) and renamed into
+place only after its manifest.json is in it, and corpus.json is removed before anything changes and
+written last, so a killed build never leaves a source or a corpus that looks complete. A re-run keeps
+every source whose manifest records the same spec hash and tokenizer hash, and rebuilds the rest.
 
 The spec hash of a source covers its own spec, the corpus settings (seq_len, split, seed, dedup), the
 tokenizer's recipe and, with dedup on, every source before it (they decide which of its documents
@@ -14,7 +16,6 @@ are duplicates). It covers the spec, not the bytes of the input files.
 `codemix data add` (`add_sources`) puts further sources, e.g. a synthetic one, into a built corpus
 with its tokenizer, so the stages already trained on it stay valid."""
 
-import contextlib
 import hashlib
 import json
 import os
@@ -31,9 +32,10 @@ from tokenizers import Tokenizer
 from codemix.atomic import replace_dir, write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, TokenizerSpec, code_filters_on
 from codemix.data.clean import Cleaner
-from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE, Corpus, read_json
-from codemix.data.shards import EncoderPool, EncodeSettings, write_splits
-from codemix.data.sources import ReadStats, read_source
+from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus, read_json
+from codemix.data.shards import EncodeSettings
+from codemix.data.sources import ReadStats, check_readable, read_source
+from codemix.data.tasks import COUNTS_FILE, BuildPlan, plan_slices, run_local, write_plan_note
 from codemix.data.tokenizer import (
     file_hash,
     load_tokenizer,
@@ -68,7 +70,8 @@ def build_corpus(
     command: str = "",
     progress: Progress = print,
 ) -> Path:
-    """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir.
+    """Build (or finish, or update) the corpus described by `spec` in `out_dir`, `processes` tasks at a
+    time; returns out_dir.
     Sources added later with `add_sources` stay listed while the tokenizer stays the same."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,31 +147,44 @@ def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
 
 
 def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
-                   invalidate: Callable[[], None], processes: int, command: str, progress: Progress) -> None:
-    """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes."""
+                   invalidate: Callable[[], None], workers: int, command: str, progress: Progress) -> None:
+    """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes, as
+    tasks over slices of their files (codemix.data.tasks), then merge each source's parts."""
     tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
     dtype = token_dtype(vocab_size(tokenizer))
     settings = EncodeSettings(str(out / TOKENIZER_FILE), special_ids(tokenizer)["eos_id"], dtype, spec.seed,
                               spec.val_fraction)
     expected = {source.name: _spec_hash(spec, i, tokenizer_recipe) for i, source in enumerate(spec.sources)}
-    cleaner = Cleaner({s.name: code_filters_on(s) for s in spec.sources}, dedup=spec.dedup)
-    with contextlib.ExitStack() as stack:
-        pool: EncoderPool | None = None
-        for source in spec.sources:
-            manifest = previous.get(source.name)
-            if manifest and manifest.get("spec_hash") == expected[source.name] and manifest.get("tokenizer_hash") == tokenizer_hash:
-                if spec.dedup:  # later sources' duplicates are decided against this one's texts
-                    for _ in _kept_texts(source, cleaner, ReadStats(), _Kept()):
-                        pass
-                progress(f"{source.name}: up to date")
-                continue
-            if manifest:
-                progress(f"{source.name}: built from another spec or tokenizer, rebuilding")
-            invalidate()
-            pool = pool or stack.enter_context(EncoderPool(settings, processes))
-            hashes = {"spec_hash": expected[source.name], "tokenizer_recipe": tokenizer_recipe, "tokenizer_hash": tokenizer_hash}
-            manifest = _build_source(source, out, pool, cleaner, spec.seq_len, dtype, hashes, command)
-            progress(_summary(manifest))
+    todo = []
+    for i, source in enumerate(spec.sources):
+        manifest = previous.get(source.name)
+        if manifest and manifest.get("spec_hash") == expected[source.name] and manifest.get("tokenizer_hash") == tokenizer_hash:
+            progress(f"{source.name}: up to date")
+            continue
+        if manifest:
+            progress(f"{source.name}: built from another spec or tokenizer, rebuilding")
+        todo.append(i)
+    if not todo:
+        return
+    invalidate()
+    # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
+    scanned = list(range(max(todo) + 1)) if spec.dedup else todo
+    tasks = tuple(plan_slices(spec, scanned))
+    work = out / f".build-{_hash({'sources': [expected[spec.sources[i].name] for i in todo], 'tasks': repr(tasks), 'tokenizer': tokenizer_hash})}"
+    for stale in out.glob(".build-*"):  # an earlier plan's work folder (this build writes only under its own)
+        if stale != work:
+            shutil.rmtree(stale)
+    plan = BuildPlan(spec, str(work), tasks, frozenset(todo), settings)
+    write_plan_note(plan)
+    lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
+    lock.touch()
+    started = time.perf_counter()
+    run_local(plan, workers)
+    for i in todo:
+        hashes = {"spec_hash": expected[spec.sources[i].name], "tokenizer_recipe": tokenizer_recipe, "tokenizer_hash": tokenizer_hash}
+        progress(_summary(_merge_source(plan, i, out, hashes, command, time.perf_counter() - started)))
+    shutil.rmtree(work)
+    lock.unlink()
 
 
 def _entry(source: SourceSpec) -> dict:
@@ -198,45 +214,50 @@ def _write_corpus_meta(out: Path, spec: DataSpec | dict, tokenizer_hash: str, so
     )
 
 
-def _build_source(
-    source: SourceSpec,
-    out: Path,
-    pool: EncoderPool,
-    cleaner: Cleaner,
-    seq_len: int,
-    dtype: str,
-    hashes: dict[str, str],
-    command: str,
-) -> dict:
-    """Write one source into a tmp dir, its manifest last, then rename it into place.
-    `hashes`: spec_hash, tokenizer_recipe, tokenizer_hash, recorded for the next build's up-to-date check."""
-    started = time.perf_counter()
+def _merge_source(plan: BuildPlan, index: int, out: Path, hashes: dict[str, str], command: str, seconds: float) -> dict:
+    """Put one source's packed parts together in a tmp dir (hard links: the parts stay for a resumed
+    build), merge their shard indexes, write the manifest last, then rename the dir into place.
+    `hashes`: spec_hash, tokenizer_recipe, tokenizer_hash, for the next build's up-to-date check."""
+    from streaming.base.util import merge_index
+
+    source = plan.spec.sources[index]
     tmp = out / f"{source.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    stats, kept = ReadStats(), _Kept()
-    splits = write_splits(pool, _kept_texts(source, cleaner, stats, kept), tmp, seq_len, dtype)
+    parts = [plan.part_dir(task) for task in plan.tasks if task.source == index]
+    counts = [read_json(part / COUNTS_FILE) for part in parts]
+    for split in SPLITS:
+        for part in parts:
+            shutil.copytree(part / split, tmp / split / part.name, copy_function=os.link)
+        merge_index([str(tmp / split / part.name / "index.json") for part in parts], str(tmp / split))
+    stats = ReadStats(**{key: sum(c["read"][key] for c in counts) for key in ("files", "documents", "bytes")},
+                      skipped_binary=sum(c["skipped"]["binary"] for c in counts),
+                      skipped_non_utf8=sum(c["skipped"]["non_utf8"] for c in counts))
+    check_readable(source, stats)
+    splits = {split: {key: sum(c["splits"][split][key] for c in counts) for key in counts[0]["splits"][split]}
+              for split in SPLITS}
     manifest = {
         "name": source.name,
         "kind": source.kind,
         "licence": source.licence,
         "provenance": source.provenance,
-        "documents": kept.documents,
+        "documents": sum(c["documents"] for c in counts),
         # every token of the kept documents, eos included: the samples' tokens plus the dropped tails
         "tokens": sum(s["tokens"] + s["dropped_tokens"] for s in splits.values()),
-        "bytes": kept.bytes,
+        "bytes": sum(c["bytes"] for c in counts),
         "max_bytes": source.max_bytes,
-        "capped": kept.capped,
+        "capped": any(c["capped"] for c in counts),
         "tokenizer_hash": hashes["tokenizer_hash"],
-        "seq_len": seq_len,
-        "token_dtype": dtype,
-        "filters": cleaner.counts(source.name),
+        "seq_len": plan.spec.seq_len,
+        "token_dtype": plan.settings.dtype,
+        "filters": {key: sum(c["filters"][key] for c in counts) for key in counts[0]["filters"]},
         "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
         "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes},
         "splits": splits,
+        "tasks": len(parts),
         "spec_hash": hashes["spec_hash"],
         "tokenizer_recipe": hashes["tokenizer_recipe"],
         "build_command": command,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds, 3),
     }
     write_json_atomic(tmp / MANIFEST_FILE, manifest)
     replace_dir(tmp, out / source.name)
@@ -269,7 +290,9 @@ def _tokenizer_sample(spec: DataSpec) -> Iterator[str]:
     for source in spec.sources:
         cleaner = Cleaner({source.name: code_filters_on(source)}, dedup=False)
         budget = min(spec.tokenizer.sample_bytes_per_source, source.max_bytes or spec.tokenizer.sample_bytes_per_source)
-        yield from _kept_texts(replace(source, max_bytes=budget), cleaner, ReadStats(), _Kept())
+        stats = ReadStats()
+        yield from _kept_texts(replace(source, max_bytes=budget), cleaner, stats, _Kept())
+        check_readable(source, stats)  # before any task runs
 
 
 def _tokenizer_recipe(spec: DataSpec) -> dict:

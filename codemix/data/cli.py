@@ -22,14 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="override a data YAML value, e.g. --set seq_len=256 (repeatable)")
     build.add_argument("--out", help="corpus folder (default: <home>/corpora/<spec name>)")
     build.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
-    build.add_argument("--processes", type=int, default=2, help="tokenizer processes (default: 2)")
+    build.add_argument("--workers", "--processes", type=int, default=2, dest="processes",
+                       help="build tasks run at once, one process each (default: 2)")
     build.set_defaults(func=run_build)
 
     add = actions.add_parser("add", help="add sources to a built corpus, with its tokenizer")
     add.add_argument("corpus", help="corpus folder or name (under <home>/corpora)")
     add.add_argument("sources", help="YAML with a `sources:` list, as in a data YAML")
     add.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
-    add.add_argument("--processes", type=int, default=2, help="tokenizer processes (default: 2)")
+    add.add_argument("--workers", "--processes", type=int, default=2, dest="processes",
+                     help="build tasks run at once, one process each (default: 2)")
     add.set_defaults(func=run_add)
 
     inspect = actions.add_parser("inspect", help="per-source table of a built corpus")
@@ -82,7 +84,7 @@ def add_to_corpus(corpus_dir: Path, sources: list, processes: int, command: str)
 
 def _check_processes(processes: int) -> None:
     if processes < 1:
-        raise ConfigError(f"--processes {processes}: must be at least 1")
+        raise ConfigError(f"--workers {processes}: must be at least 1")
 
 
 def run_inspect(args: argparse.Namespace) -> int:

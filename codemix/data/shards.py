@@ -60,24 +60,38 @@ class EncodedChunk:
     documents: dict[str, int]
 
 
+class Encoder:
+    """The corpus tokenizer applied to a chunk of documents: eos after each, split by content hash."""
+
+    def __init__(self, settings: EncodeSettings):
+        self.settings = settings
+        self._tokenizer = Tokenizer.from_file(settings.tokenizer_path)
+
+    def __call__(self, texts: list[str]) -> EncodedChunk:
+        settings = self.settings
+        encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        split_of = ["val" if is_val(text, settings.seed, settings.val_fraction) else "train" for text in texts]
+        tokens, documents = {}, {}
+        for split in SPLITS:
+            ids = [encoding.ids for encoding, s in zip(encodings, split_of) if s == split]
+            tokens[split] = _concat_with_eos(ids, settings.eos_id, settings.dtype)
+            documents[split] = len(ids)
+        return EncodedChunk(tokens=tokens, documents=documents)
+
+    def encode(self, texts: Iterable[str]) -> Iterator[EncodedChunk]:
+        """In this process, chunk by chunk (a build task is itself one of many processes)."""
+        return (self(chunk) for chunk in _chunks(texts))
+
+
 _worker_state: dict = {}
 
 
 def _init_worker(settings: EncodeSettings) -> None:
-    _worker_state["tokenizer"] = Tokenizer.from_file(settings.tokenizer_path)
-    _worker_state["settings"] = settings
+    _worker_state["encoder"] = Encoder(settings)
 
 
 def encode_chunk(texts: list[str]) -> EncodedChunk:
-    settings: EncodeSettings = _worker_state["settings"]
-    encodings = _worker_state["tokenizer"].encode_batch_fast(texts, add_special_tokens=False)
-    split_of = ["val" if is_val(text, settings.seed, settings.val_fraction) else "train" for text in texts]
-    tokens, documents = {}, {}
-    for split in SPLITS:
-        ids = [encoding.ids for encoding, s in zip(encodings, split_of) if s == split]
-        tokens[split] = _concat_with_eos(ids, settings.eos_id, settings.dtype)
-        documents[split] = len(ids)
-    return EncodedChunk(tokens=tokens, documents=documents)
+    return _worker_state["encoder"](texts)
 
 
 def _concat_with_eos(ids: list[list[int]], eos_id: int, dtype: str) -> np.ndarray:
@@ -181,8 +195,13 @@ class SamplePacker:
 
 def write_splits(pool: EncoderPool, texts: Iterable[str], out_dir: Path, seq_len: int, dtype: str) -> dict[str, dict]:
     """Tokenize `texts` with the pool and write out_dir/train and out_dir/val; returns counts per split."""
+    return pack_splits(pool.encode(texts), out_dir, seq_len, dtype)
+
+
+def pack_splits(chunks: Iterable[EncodedChunk], out_dir: Path, seq_len: int, dtype: str) -> dict[str, dict]:
+    """Pack encoded chunks into out_dir/train and out_dir/val; returns counts per split."""
     packers = {split: SamplePacker(out_dir / split, seq_len, dtype) for split in SPLITS}
-    for chunk in pool.encode(texts):
+    for chunk in chunks:
         for split, packer in packers.items():
             packer.add(chunk.tokens[split], chunk.documents[split])
     return {split: asdict(packer.finish()) for split, packer in packers.items()}

@@ -56,14 +56,29 @@ class ReadStats:
     bytes: int = 0
     skipped_binary: int = 0
     skipped_non_utf8: int = 0
+    capped: bool = False  # reading stopped at the source's byte cap
 
 
-def read_source(spec: SourceSpec, stats: ReadStats) -> Iterator[Document]:
-    """Yield the source's documents lazily; `stats` is updated as they are read."""
+# Readers whose input is not a list of files read one by one: a source of these is one build task.
+UNSLICEABLE_READERS = ("command", "hf_disk")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Part `index` of `count` of a source's files (every count-th file in hash order): one build task's input."""
+
+    index: int = 0
+    count: int = 1
+
+
+WHOLE = Slice()
+
+
+def read_source(spec: SourceSpec, stats: ReadStats, part: Slice = WHOLE) -> Iterator[Document]:
+    """Yield the documents of `part` of the source's files lazily; `stats` is updated as they are read."""
     reader = spec.reader
-    records = _RECORD_READERS[reader.type](spec, stats)
+    records = _RECORD_READERS[reader.type](spec, stats, part)
     split = re.compile(reader.split_on) if reader.split_on is not None else None
-    documents_before = stats.documents
     for text, origin, language in records:
         for part, part_origin in [(text, origin)] if split is None else _split(text, origin, split):
             if len(part) < reader.min_chars:
@@ -74,8 +89,13 @@ def read_source(spec: SourceSpec, stats: ReadStats) -> Iterator[Document]:
             stats.documents += 1
             stats.bytes += len(part.encode("utf-8"))
             yield Document(part, part_origin, language)
-    if stats.documents == documents_before and (stats.skipped_binary or stats.skipped_non_utf8):
-        # only unreadable files: building would give the source 0 tokens and say nothing
+
+
+def check_readable(spec: SourceSpec, stats: ReadStats) -> None:
+    """Refuse a source whose files held no text at all (only binary or non-UTF-8 ones): building it
+    would give it 0 tokens and say nothing."""
+    if stats.documents == 0 and (stats.skipped_binary or stats.skipped_non_utf8):
+        reader = spec.reader
         where = ", ".join(input_patterns(reader)) if reader.type != "command" else shlex.join(reader.command)
         raise ConfigError(f"source {spec.name!r}: {where}: no UTF-8 text in {stats.files} file(s) "
                           f"({stats.skipped_binary} binary, {stats.skipped_non_utf8} not UTF-8)")
@@ -161,7 +181,7 @@ def _glob_base(pattern: str) -> Path:
     return Path(pattern).parent
 
 
-def _files(spec: SourceSpec) -> list[tuple[str, Path]]:
+def source_files(spec: SourceSpec) -> list[tuple[str, Path]]:
     """(relative key, path) of every file the reader selects, in hash order."""
     reader = spec.reader
     selector = _Selector(reader)
@@ -228,8 +248,12 @@ def _decode(raw: bytes, stats: ReadStats, split: bool = False) -> str | None:
 Record = tuple[str, str, str | None]  # text, origin, language
 
 
-def _read_files(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
-    for _key, path in _files(spec):
+def _sliced(spec: SourceSpec, part: Slice) -> list[tuple[str, Path]]:
+    return source_files(spec)[part.index :: part.count]
+
+
+def _read_files(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
+    for _key, path in _sliced(spec, part):
         stats.files += 1
         with _open(path) as handle:
             text = _decode(handle.read(), stats, split=spec.reader.split_on is not None)
@@ -237,9 +261,9 @@ def _read_files(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
             yield text, str(path), language_of(path)
 
 
-def _read_jsonl(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
+def _read_jsonl(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
     field = spec.reader.text_field
-    for _key, path in _files(spec):
+    for _key, path in _sliced(spec, part):
         stats.files += 1
         with _open(path) as handle:
             for n, line in enumerate(handle):
@@ -260,11 +284,11 @@ def _read_jsonl(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
                     yield value, f"{path}#{n}", None
 
 
-def _read_parquet(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
+def _read_parquet(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     field = spec.reader.text_field
-    for _key, path in _files(spec):
+    for _key, path in _sliced(spec, part):
         stats.files += 1
         parquet = pq.ParquetFile(path)
         _require_column(parquet.schema_arrow.names, field, spec, path)
@@ -277,7 +301,7 @@ def _read_parquet(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
                 n += 1
 
 
-def _read_hf_disk(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
+def _read_hf_disk(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
     """A `datasets.save_to_disk` folder: Arrow IPC *stream* files listed in state.json."""
     import pyarrow as pa
 
@@ -310,7 +334,7 @@ def _arrow_files(folder: Path, spec: SourceSpec) -> list[Path]:
     return [folder / entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
 
 
-def _read_command(spec: SourceSpec, stats: ReadStats) -> Iterator[Record]:
+def _read_command(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
     command = spec.reader.command
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)

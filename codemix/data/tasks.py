@@ -1,0 +1,237 @@
+"""The build's work as independent tasks, run by datatrove's executors (local processes, or a SLURM job array).
+
+A task is one slice of one source's files (every count-th file in hash order). Three passes, each an
+executor whose tasks datatrove marks complete (`<work>/<pass>/completions/<rank>`), so a killed build
+re-runs only the tasks that did not finish:
+
+    scan    (one task per slice, only with dedup on)  read, clean, hash each kept document into
+            DEDUP_BUCKETS bucket files by hash
+    decide  (one task per bucket, only with dedup on)  sort the bucket's hashes by (hash, source
+            priority, slice, position) and list every one after the first as dropped: memory is one
+            bucket's, whatever the corpus size, and the source earlier in the data YAML keeps a text
+    pack    (one task per slice)  read and clean again, skip the dropped documents, tokenize with the
+            corpus tokenizer, pack and write the slice's own MDS train/val parts and counts
+
+The parent then merges each source's parts (`codemix.data.build`). Output depends on the slices, never
+on the number of workers: a source is cut into one slice per `task_bytes` of input files; a source
+with a byte cap is one slice, since its cap takes a prefix of the hash-ordered files."""
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from datatrove.pipeline.base import PipelineStep
+
+from codemix.atomic import write_json_atomic
+from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
+from codemix.data.clean import Cleaner
+from codemix.data.shards import Encoder, EncodeSettings, pack_splits
+from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
+
+# Hash buckets of the dedup pass: each decide task holds one bucket, 1/DEDUP_BUCKETS of all hashes
+# (20 bytes a document: about 330 MB per bucket at the paper's ~4 billion documents).
+DEDUP_BUCKETS = 64
+PASSES = ("scan", "decide", "pack")
+COUNTS_FILE = "counts.json"
+_HASH = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("source", "<u2"), ("slice", "<u4"), ("position", "<u4")])
+_DROP = np.dtype([("source", "<u2"), ("slice", "<u4"), ("position", "<u4")])
+
+
+@dataclass(frozen=True)
+class Task:
+    source: int  # index in the data YAML: the source's dedup priority
+    part: Slice
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything a task needs, picklable (datatrove ships it to the workers or the SLURM job)."""
+
+    spec: DataSpec
+    work: str  # the build's work folder: per-pass logs and markers, hash buckets, packed parts
+    tasks: tuple[Task, ...]  # the scan and pack tasks, by rank
+    build: frozenset[int]  # sources to pack; with dedup the others are scanned too, they keep texts first
+    settings: EncodeSettings
+
+    def pass_tasks(self, name: str) -> int:
+        if name == "decide":
+            return DEDUP_BUCKETS
+        return len(self.tasks) if name == "scan" else len(self.pack_ranks())
+
+    def pack_ranks(self) -> list[int]:
+        return [rank for rank, task in enumerate(self.tasks) if task.source in self.build]
+
+    def part_dir(self, task: Task) -> Path:
+        return Path(self.work) / "parts" / self.spec.sources[task.source].name / f"{task.part.index:05d}"
+
+
+def plan_slices(spec: DataSpec, sources: list[int]) -> list[Task]:
+    """The scan/pack tasks of `sources`: one slice per `task_bytes` of their input files."""
+    tasks = []
+    for i in sources:
+        source = spec.sources[i]
+        count = 1
+        if source.max_bytes is None and source.reader.type not in UNSLICEABLE_READERS:
+            files = source_files(source)
+            size = sum(path.stat().st_size for _, path in files)
+            count = max(1, min(len(files), math.ceil(size / spec.task_bytes)))
+        tasks.extend(Task(i, Slice(k, count)) for k in range(count))
+    return tasks
+
+
+def slice_documents(source: SourceSpec, part: Slice, stats: ReadStats, cleaner: Cleaner) -> Iterator[str]:
+    """The slice's documents that pass cleaning, until its byte cap; scan and pack read the same
+    sequence, so a position names the same document in both. Only a capped source (one slice, at most
+    max_bytes) removes its own duplicates here, in memory: its cap counts the documents it keeps;
+    every other duplicate is found by the bucket pass."""
+    kept = 0
+    for doc in read_source(source, stats, part):
+        if cleaner.keep(doc, source.name):
+            yield doc.text
+            kept += len(doc.text.encode("utf-8"))
+            if source.max_bytes is not None and kept >= source.max_bytes:
+                stats.capped = True
+                return
+
+
+def slice_cleaner(spec: DataSpec, source: SourceSpec) -> Cleaner:
+    return Cleaner({source.name: code_filters_on(source)}, dedup=spec.dedup and source.max_bytes is not None)
+
+
+class _PlanStep(PipelineStep):
+    type = "codemix"
+
+    def __init__(self, plan: BuildPlan):
+        super().__init__()
+        self.plan = plan
+
+
+class ScanSlice(_PlanStep):
+    """Pass 1: hash the slice's kept documents into bucket files."""
+
+    name = "scan"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        task = self.plan.tasks[rank]
+        source = self.plan.spec.sources[task.source]
+        out = Path(self.plan.work) / "hashes" / source.name / f"{task.part.index:05d}"
+        shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
+        out.mkdir(parents=True)
+        rows = []
+        for position, text in enumerate(slice_documents(source, task.part, ReadStats(), slice_cleaner(self.plan.spec, source))):
+            digest = xxhash.xxh3_128_intdigest(text.encode("utf-8"))
+            rows.append((digest >> 64, digest & (2**64 - 1), task.source, task.part.index, position))
+        hashes = np.array(rows, dtype=_HASH)
+        bucket_of = hashes["hi"] % DEDUP_BUCKETS
+        for bucket in range(DEDUP_BUCKETS):
+            np.save(out / f"{bucket:03d}.npy", hashes[bucket_of == bucket])
+        self.stat_update("documents", value=len(hashes))
+        yield from ()
+
+
+class DecideBucket(_PlanStep):
+    """Pass 2: in one bucket, every occurrence of a hash after the first (by source priority, slice,
+    position) is a duplicate to drop."""
+
+    name = "decide"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        root = Path(self.plan.work)
+        parts = sorted((root / "hashes").glob(f"*/*/{rank:03d}.npy"))
+        hashes = np.concatenate([np.load(p) for p in parts]) if parts else np.empty(0, dtype=_HASH)
+        order = np.lexsort((hashes["position"], hashes["slice"], hashes["source"], hashes["lo"], hashes["hi"]))
+        hashes = hashes[order]
+        repeat = np.zeros(len(hashes), dtype=bool)
+        repeat[1:] = (hashes["hi"][1:] == hashes["hi"][:-1]) & (hashes["lo"][1:] == hashes["lo"][:-1])
+        drop = np.empty(int(repeat.sum()), dtype=_DROP)
+        for column in _DROP.names:
+            drop[column] = hashes[column][repeat]
+        (root / "drop").mkdir(exist_ok=True)
+        np.save(root / "drop" / f"{rank:03d}.npy", drop)
+        self.stat_update("duplicates", value=len(drop))
+        yield from ()
+
+
+class PackSlice(_PlanStep):
+    """Pass 3: tokenize and pack the slice's kept documents into its own MDS parts."""
+
+    name = "pack"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        plan = self.plan
+        task = plan.tasks[plan.pack_ranks()[rank]]
+        source = plan.spec.sources[task.source]
+        out = plan.part_dir(task)
+        shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
+        dropped = self._dropped(task) if plan.spec.dedup else set()
+        stats, cleaner, kept = ReadStats(), slice_cleaner(plan.spec, source), {"documents": 0, "bytes": 0}
+
+        def texts() -> Iterator[str]:
+            for position, text in enumerate(slice_documents(source, task.part, stats, cleaner)):
+                if position in dropped:
+                    continue
+                kept["documents"] += 1
+                kept["bytes"] += len(text.encode("utf-8"))
+                yield text
+
+        splits = pack_splits(Encoder(plan.settings).encode(texts()), out, plan.spec.seq_len, plan.settings.dtype)
+        filters = cleaner.counts(source.name)
+        filters["duplicate"] += len(dropped)
+        write_json_atomic(out / COUNTS_FILE, {
+            **kept, "capped": stats.capped, "splits": splits, "filters": filters,
+            "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
+            "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes},
+        })
+        self.stat_update("documents", value=kept["documents"])
+        yield from ()
+
+    def _dropped(self, task: Task) -> set[int]:
+        positions: set[int] = set()
+        for path in sorted((Path(self.plan.work) / "drop").glob("*.npy")):
+            drop = np.load(path)
+            mine = (drop["source"] == task.source) & (drop["slice"] == task.part.index)
+            positions.update(drop["position"][mine].tolist())
+        return positions
+
+
+STEPS = {"scan": ScanSlice, "decide": DecideBucket, "pack": PackSlice}
+
+
+def passes(plan: BuildPlan) -> list[str]:
+    return list(PASSES) if plan.spec.dedup else ["pack"]
+
+
+def run_local(plan: BuildPlan, workers: int) -> None:
+    """Run the passes with datatrove's LocalPipelineExecutor, `workers` tasks at a time."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tasks are the parallelism
+    for name in passes(plan):
+        LocalPipelineExecutor(
+            pipeline=[STEPS[name](plan)], tasks=plan.pass_tasks(name), workers=min(workers, plan.pass_tasks(name)),
+            logging_dir=str(Path(plan.work) / name), start_method="fork",
+        ).run()
+        _check_complete(plan, name)
+
+
+def _check_complete(plan: BuildPlan, name: str) -> None:
+    from codemix.errors import CodemixError
+
+    done = len(list((Path(plan.work) / name / "completions").glob("*")))
+    if done < plan.pass_tasks(name):
+        raise CodemixError(f"{Path(plan.work) / name}: {plan.pass_tasks(name) - done} {name} task(s) failed; "
+                           f"their logs are in {Path(plan.work) / name / 'logs'}")
+
+
+def write_plan_note(plan: BuildPlan) -> None:
+    """What the work folder is for, so a person finding it knows it is a resumable build's."""
+    note = {"passes": passes(plan), "tasks": {name: plan.pass_tasks(name) for name in passes(plan)},
+            "sources": [plan.spec.sources[i].name for i in sorted(plan.build)]}
+    Path(plan.work).mkdir(parents=True, exist_ok=True)
+    (Path(plan.work) / "plan.json").write_text(json.dumps(note, indent=1))

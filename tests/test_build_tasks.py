@@ -1,0 +1,90 @@
+"""The build as datatrove tasks over slices of the sources' files: cross-source de-duplication by hash
+buckets, output independent of the number of workers, and a build killed with -9 that resumes by
+re-running only its unfinished tasks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codemix.config.data_spec import load_data_spec
+from codemix.data.build import build_corpus
+from codemix.data.corpus import Corpus
+from codemix.data.tasks import PackSlice
+
+
+def corpus_bytes(corpus_dir: Path) -> dict[str, bytes]:
+    """The shard files, indexes and tokenizer: what a reader depends on."""
+    return {str(p.relative_to(corpus_dir)): p.read_bytes() for p in sorted(corpus_dir.rglob("*"))
+            if p.is_file() and (p.suffix in (".mds",) or p.name in ("index.json", "tokenizer.json"))}
+
+
+def write_sources(root: Path, files: int = 8) -> Path:
+    """Two sources of `files` text files each; `b` repeats three of `a`'s documents and one of its own."""
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+    for i in range(files):
+        body = "\n".join(f"line {j} of document {i}: the quick brown fox {i * j}" for j in range(60))
+        (root / "a" / f"doc{i}.txt").write_text(body)
+        (root / "b" / f"doc{i}.txt").write_text(body.replace("fox", "dog") if i >= 3 else body)
+    (root / "b" / "again.txt").write_text((root / "b" / "doc5.txt").read_text())
+    spec = {
+        "name": "sliced", "seq_len": 32, "val_fraction": 0.2, "seed": 0, "dedup": True, "task_bytes": 8000,
+        "tokenizer": {"vocab_size": 512, "sample_bytes_per_source": 20_000, "min_frequency": 2},
+        "sources": [{"name": n, "kind": "text", "licence": "test", "reader": {"type": "dir", "path": str(root / n)}}
+                    for n in ("a", "b")],
+    }
+    (root / "data.yaml").write_text(yaml.safe_dump(spec))
+    return root / "data.yaml"
+
+
+def test_slices_dedup_across_sources_and_workers_do_not_change_the_output(tmp_path: Path):
+    spec = load_data_spec(write_sources(tmp_path / "in"))
+    one = build_corpus(spec, tmp_path / "one", processes=1, progress=lambda _: None)
+    two = build_corpus(spec, tmp_path / "two", processes=2, progress=lambda _: None)
+    assert corpus_bytes(one) == corpus_bytes(two)
+    corpus = Corpus.open(two)
+    a, b = corpus.manifest("a"), corpus.manifest("b")
+    assert a["tasks"] > 1 and b["tasks"] > 1  # each source was cut into slices
+    assert (a["documents"], a["filters"]["duplicate"]) == (8, 0)
+    # three of a's documents, and one of its own in another slice
+    assert (b["documents"], b["filters"]["duplicate"]) == (5, 4)
+    assert not list(two.glob(".build*"))  # the work folder goes once the corpus is complete
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_running_only_unfinished_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec_path = write_sources(tmp_path / "in", files=24)
+    reference = build_corpus(load_data_spec(spec_path), tmp_path / "reference", processes=1, progress=lambda _: None)
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "codemix.cli", "data", "build", str(spec_path), "--out", str(out), "--workers", "1"]
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while len(list(out.glob(".build-*/pack/completions/*"))) < 3 and build.poll() is None:
+            time.sleep(0.005)
+    finally:
+        os.killpg(build.pid, signal.SIGKILL)
+        build.wait()
+    assert build.returncode == -signal.SIGKILL
+    (work,) = out.glob(".build-*")
+    finished = {int(p.name) for p in (work / "pack" / "completions").iterdir()}
+    total = json.loads((work / "plan.json").read_text())["tasks"]["pack"]
+    assert 3 <= len(finished) < total
+
+    ran: list[int] = []
+    original = PackSlice.run
+
+    def recording_run(self, data, rank=0, world_size=1):
+        ran.append(rank)
+        return original(self, data, rank, world_size)
+
+    monkeypatch.setattr(PackSlice, "run", recording_run)  # one worker: tasks run in this process
+    build_corpus(load_data_spec(spec_path), out, processes=1, progress=lambda _: None)
+    assert sorted(ran) == sorted(set(range(total)) - finished)
+    assert corpus_bytes(out) == corpus_bytes(reference)
