@@ -41,6 +41,31 @@ def test_weight_decay_only_on_projection_matrices(tied):
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
+def test_weight_decay_follows_names_not_shapes():
+    """A sharding wrapper may present a matrix flattened to 1-D: it keeps its decay."""
+    model = Decoder(CFG)
+    model.blocks[0].attn.wq.weight = torch.nn.Parameter(model.blocks[0].attn.wq.weight.detach().flatten())
+    decay, _ = parameter_groups(model, weight_decay=0.1)
+    assert any(p is model.blocks[0].attn.wq.weight for p in decay["params"])
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones():
+    torch.manual_seed(0)
+    ids = torch.randint(0, CFG.vocab_size, (2, 16))
+    eager = CodemixLM(CFG, OptimizerSection(lr=1e-2), ScheduleSection(kind="constant"), 10, ["a"], 16)
+    compiled = CodemixLM(CFG, OptimizerSection(lr=1e-2), ScheduleSection(kind="constant"), 10, ["a"], 16,
+                         compile_blocks=True)
+    compiled.model.load_state_dict(eager.model.state_dict())
+    assert list(compiled.model.state_dict()) == list(eager.model.state_dict())
+    losses = [per_sample_loss(m.model, ids) for m in (eager, compiled)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    for loss in losses:
+        loss.mean().backward()
+    for (name, p), q in zip(eager.model.named_parameters(), compiled.model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_optimizer_moments_come_from_the_parent_hyper_parameters_from_the_stage():
     parent = CodemixLM(CFG, OptimizerSection(lr=1e-2, weight_decay=0.3), ScheduleSection(kind="constant"), 10, ["a"], 16)
     optimizer = parent.configure_optimizers()["optimizer"]

@@ -283,6 +283,10 @@ class _Validator:
 
     def check_trainer(self) -> None:
         trainer = self.recipe.trainer
+        self.require(("trainer", "strategy"), trainer.strategy != "fsdp", trainer.strategy,
+                     "is refused: Lightning's FSDP1 rejects norm gradient clipping and its flattened parameters "
+                     "would turn weight decay off; use ddp with trainer.activation_checkpointing "
+                     "(codemix recipe plan shows what fits)")
         for name, choices in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS)):
             value = getattr(trainer, name)

@@ -25,14 +25,18 @@ CHECKPOINT_KEY = "codemix"
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on the projection matrices only. Norm gains (1-D) and embeddings are
-    not decayed: decay would pull rarely-seen tokens' rows towards zero between the updates they get
-    (the OLMo / Llama practice). A tied LM head is the embedding, so it is not decayed either."""
-    embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    """AdamW groups: weight decay on the projection matrices only. Norm gains and embeddings are not
+    decayed: decay would pull rarely-seen tokens' rows towards zero between the updates they get (the
+    OLMo / Llama practice). A tied LM head is the embedding, so it is not decayed either. Chosen by
+    parameter name, not shape: sharding wrappers may present parameters flattened to 1-D."""
     decay, no_decay = [], []
-    for param in model.parameters():  # yields a shared (tied) parameter once
-        (no_decay if param.ndim < 2 or id(param) in embedding_ids else decay).append(param)
+    for name, param in model.named_parameters():  # yields a shared (tied) parameter once
+        (no_decay if _undecayed(name) else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _undecayed(name: str) -> bool:
+    return name.startswith("embed.") or name.endswith("norm.weight")
 
 
 def per_sample_loss(model: Decoder, input_ids: torch.Tensor) -> torch.Tensor:
@@ -50,16 +54,21 @@ class CodemixLM(pl.LightningModule):
     total_steps: optimizer steps in the stage (the LR schedule's length). init_weights: the parent
     stage's weights (None = fresh init from the global seed). init_optimizer_state: the parent's AdamW
     state (moments and step counts) to continue from; this stage's own hyper-parameters are kept.
-    activation_checkpointing: recompute every n-th block in backward (0 = none)."""
+    activation_checkpointing: recompute every n-th block in backward (0 = none). compile_blocks:
+    torch.compile each block."""
 
     def __init__(self, model_cfg: ModelConfig, optimizer: OptimizerSection, schedule: ScheduleSection,
                  total_steps: int, source_names: Sequence[str], seq_len: int,
                  init_weights: Optional[Mapping[str, torch.Tensor]] = None,
-                 init_optimizer_state: Optional[dict[str, Any]] = None, activation_checkpointing: int = 0) -> None:
+                 init_optimizer_state: Optional[dict[str, Any]] = None, activation_checkpointing: int = 0,
+                 compile_blocks: bool = False) -> None:
         super().__init__()
         self.model_cfg = model_cfg
         self.model = Decoder(model_cfg)
         self.model.set_activation_checkpointing(activation_checkpointing)
+        if compile_blocks:
+            for block in self.model.blocks:
+                block.compile()  # in place: parameter names, and so checkpoints, stay the same
         if init_weights is not None:
             self.model.load_state_dict(init_weights, strict=True)
         self.optimizer_cfg = optimizer
@@ -77,7 +86,8 @@ class CodemixLM(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_cfg
         optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay), lr=cfg.lr,
-                                      betas=tuple(cfg.betas), eps=cfg.eps)
+                                      betas=tuple(cfg.betas), eps=cfg.eps,
+                                      fused=self.device.type == "cuda")  # one kernel for all parameters
         if self._init_optimizer_state is not None:
             load_optimizer_moments(optimizer, self._init_optimizer_state)
         peak = cfg.lr

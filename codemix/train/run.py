@@ -21,7 +21,6 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 
 from codemix.config.recipe import load_recipe, model_config, parent_of, stage_identity, stage_order
@@ -32,7 +31,7 @@ from codemix.data.mixture import render_share_table, share_table
 from codemix.errors import CodemixError
 from codemix.model.checkpoint import save_pretrained
 from codemix.model.flops import flops_per_token
-from codemix.model.transformer import Block, Decoder
+from codemix.model.transformer import Decoder
 from codemix.plan.memory import check_memory
 from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_loggers
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
@@ -210,6 +209,7 @@ class StageTraining:
             init_weights=parent.weights(self.model_cfg) if take_parent else None,
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
             activation_checkpointing=self.recipe.trainer.activation_checkpointing,
+            compile_blocks=self.recipe.trainer.compile,
         )
 
     def build_trainer(self) -> pl.Trainer:
@@ -227,7 +227,7 @@ class StageTraining:
         _quiet_lightning()
         return pl.Trainer(
             accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-            strategy=_strategy(settings.strategy), precision=settings.precision,
+            strategy=settings.strategy, precision=settings.precision,
             max_epochs=1, max_steps=stage.steps, accumulate_grad_batches=self.accumulation,
             gradient_clip_val=stage.optimizer.grad_clip, gradient_clip_algorithm="norm",
             # In micro-batches; None = only the end-of-stage validation (CodemixLM asks for it).
@@ -286,12 +286,6 @@ class StageTraining:
         say(render_share_table(rows))
         say(f"stage {self.name}: done. final weights {target.final}, metrics {target.metrics}, "
             f"checkpoint {target.last_checkpoint}, lineage {target.lineage_path}")
-
-
-def _strategy(name: str) -> Any:
-    if name == "fsdp":  # shard at block granularity: each transformer block is one FSDP unit
-        return FSDPStrategy(auto_wrap_policy={Block})
-    return name
 
 
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
