@@ -26,7 +26,7 @@ def test_fp32_ddp_keeps_sixteen_bytes_a_parameter():
 def test_sharding_divides_the_states_and_checkpointing_the_activations():
     cfg = preset("2.8b")
     ddp = estimate_memory(cfg, TrainingShape(micro_batch=2, strategy="ddp", **PAPER_SHAPE))
-    sharded = estimate_memory(cfg, TrainingShape(micro_batch=2, strategy="fsdp", **PAPER_SHAPE))
+    sharded = estimate_memory(cfg, TrainingShape(micro_batch=2, strategy="fsdp2", **PAPER_SHAPE))
     assert sharded.optimizer == ddp.optimizer // 8 and sharded.gradients == ddp.gradients // 8
     recomputed = estimate_memory(cfg, TrainingShape(micro_batch=2, strategy="ddp", activation_checkpointing=1,
                                                     **PAPER_SHAPE))

@@ -218,9 +218,9 @@ def test_a_warmup_longer_than_the_stage_is_refused(arm: Path):
 
 
 def test_unknown_trainer_choices_are_refused(arm: Path):
-    assert "('auto', 'ddp')" in refused(arm, ["trainer.strategy=deepspeed"])
+    assert "('auto', 'ddp', 'fsdp2')" in refused(arm, ["trainer.strategy=deepspeed"])
     fsdp1 = refused(arm, ["trainer.strategy=fsdp"])
-    assert "trainer.strategy" in fsdp1 and "use ddp with trainer.activation_checkpointing" in fsdp1
+    assert "trainer.strategy" in fsdp1 and "use fsdp2" in fsdp1
     assert "precision" in refused(arm, ["trainer.precision=bf17"])
     assert "trainer.activation_checkpointing" in refused(arm, ["trainer.activation_checkpointing=-1"])
     assert "trainer.device_memory_gb" in refused(arm, ["trainer.device_memory_gb=0"])

@@ -285,7 +285,7 @@ class _Validator:
         trainer = self.recipe.trainer
         self.require(("trainer", "strategy"), trainer.strategy != "fsdp", trainer.strategy,
                      "is refused: Lightning's FSDP1 rejects norm gradient clipping and its flattened parameters "
-                     "would turn weight decay off; use ddp with trainer.activation_checkpointing "
+                     "would turn weight decay off; use fsdp2 (FSDP2 through ModelParallelStrategy) or ddp "
                      "(codemix recipe plan shows what fits)")
         for name, choices in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS)):

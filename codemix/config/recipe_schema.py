@@ -19,7 +19,7 @@ from omegaconf import MISSING
 from codemix.model.config import ModelConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu")
-STRATEGIES = ("auto", "ddp")
+STRATEGIES = ("auto", "ddp", "fsdp2")
 # Lightning's precision names that make sense for training here.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 SCHEDULE_KINDS = ("cosine", "linear", "constant", "wsd")
@@ -72,7 +72,7 @@ class TrainerSection:
     accelerator: str = "auto"  # auto | cpu | gpu
     devices: int = 1
     num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp
+    strategy: str = "auto"  # auto | ddp | fsdp2 (FSDP2: parameters, gradients, AdamW state sharded)
     precision: str = "32-true"  # 32-true on CPU; bf16-mixed on GPU
     log_every_n_tokens: int = 0  # 0 = log every optimizer step
     # Recompute every n-th block's activations in backward (0 = none, 1 = every block): trades about a

@@ -23,7 +23,7 @@ from codemix.model.loss import chunk_tokens_for
 from codemix.model.sizes import layer_matmul_parameters, parameter_count
 
 GIB = 1024**3
-SHARDED_STRATEGIES = ("fsdp",)
+SHARDED_STRATEGIES = ("fsdp2",)
 _FP32 = 4
 
 

@@ -55,14 +55,15 @@ class CodemixLM(pl.LightningModule):
     stage's weights (None = fresh init from the global seed). init_optimizer_state: the parent's AdamW
     state (moments and step counts) to continue from; this stage's own hyper-parameters are kept.
     activation_checkpointing: recompute every n-th block in backward (0 = none). compile_blocks:
-    torch.compile each block."""
+    torch.compile each block. bf16_parameters: under FSDP2, compute with bf16 parameter copies."""
 
     def __init__(self, model_cfg: ModelConfig, optimizer: OptimizerSection, schedule: ScheduleSection,
                  total_steps: int, source_names: Sequence[str], seq_len: int,
                  init_weights: Optional[Mapping[str, torch.Tensor]] = None,
                  init_optimizer_state: Optional[dict[str, Any]] = None, activation_checkpointing: int = 0,
-                 compile_blocks: bool = False) -> None:
+                 compile_blocks: bool = False, bf16_parameters: bool = False) -> None:
         super().__init__()
+        self.bf16_parameters = bf16_parameters
         self.model_cfg = model_cfg
         self.model = Decoder(model_cfg)
         self.model.set_activation_checkpointing(activation_checkpointing)
@@ -81,6 +82,13 @@ class CodemixLM(pl.LightningModule):
         self.tokens_seen = torch.zeros(n, dtype=torch.long)  # whole job, this stage
         self._window_loss = torch.zeros(n, dtype=torch.float64)  # this rank, this optimizer step
         self._window_samples = torch.zeros(n, dtype=torch.float64)
+
+    def configure_model(self) -> None:
+        """Under ModelParallelStrategy (trainer.strategy fsdp2) Lightning sets the device mesh first."""
+        if self.device_mesh is not None:
+            from codemix.train.sharding import shard_decoder
+
+            shard_decoder(self.model, self.device_mesh["data_parallel"], bf16=self.bf16_parameters)
 
     # ---- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
+from lightning.pytorch.strategies import ModelParallelStrategy
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -210,6 +211,7 @@ class StageTraining:
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
             activation_checkpointing=self.recipe.trainer.activation_checkpointing,
             compile_blocks=self.recipe.trainer.compile,
+            bf16_parameters=self.recipe.trainer.precision.startswith("bf16"),
         )
 
     def build_trainer(self) -> pl.Trainer:
@@ -227,7 +229,7 @@ class StageTraining:
         _quiet_lightning()
         return pl.Trainer(
             accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-            strategy=settings.strategy, precision=settings.precision,
+            strategy=self.lightning_strategy(), precision=settings.precision,
             max_epochs=1, max_steps=stage.steps, accumulate_grad_batches=self.accumulation,
             gradient_clip_val=stage.optimizer.grad_clip, gradient_clip_algorithm="norm",
             # In micro-batches; None = only the end-of-stage validation (CodemixLM asks for it).
@@ -239,6 +241,14 @@ class StageTraining:
             use_distributed_sampler=False,  # the streaming dataset splits samples over ranks itself
             enable_model_summary=False,
         )
+
+    def lightning_strategy(self) -> Any:
+        if self.recipe.trainer.strategy == "fsdp2":
+            # Data parallel over every rank, no tensor parallelism; checkpoints gathered into one file
+            # on rank 0 (the stage's last.ckpt, read like every other strategy's).
+            return ModelParallelStrategy(data_parallel_size=self.world_size, tensor_parallel_size=1,
+                                         save_distributed_checkpoint=False)
+        return self.recipe.trainer.strategy
 
     def finish(self, module: CodemixLM, datamodule: MixtureDataModule, trainer: pl.Trainer,
                attempts: list[dict], home: Home) -> None:
