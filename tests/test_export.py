@@ -1,6 +1,7 @@
 """`codemix export hf`: transformers loads the folder with its Auto classes, offline, and computes the
 same logits as codemix on the same tokens; layouts without an exact transformers twin are refused."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -91,17 +92,102 @@ def test_layouts_without_an_exact_twin_are_refused_before_writing(block, norm, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no output, no temporaries
 
 
-def test_cli_exports_a_stage_directory_and_replaces_an_old_export(tokenizer_json, tmp_path):
-    stage = tmp_path / "runs" / "tiny" / "cooldown-0123"
+EXPORTED = ["codemix_export.json", "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+            "tokenizer_config.json"]
+
+
+def _stage(tokenizer_json: Path, root: Path) -> Path:
+    stage = root / "runs" / "tiny" / "cooldown-0123"
     tiny_checkpoint(tokenizer_json, stage / "final", block="parallel", norm="layernorm")
+    (stage / "lineage.json").write_text("{}")
+    return stage
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _one_error_naming(capsys, path: Path | str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("codemix: error: ") and str(path) in err, err
+    return err
+
+
+def test_cli_exports_a_stage_directory_and_overwrites_only_a_previous_export(tokenizer_json, tmp_path, capsys):
+    stage = _stage(tokenizer_json, tmp_path)
     out = tmp_path / "hf"
-    out.mkdir()
-    (out / "stale.bin").write_bytes(b"old")
     assert main(["export", "hf", str(stage), str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == EXPORTED
     assert (out / "tokenizer.json").read_bytes() == (stage / "final" / "tokenizer.json").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "runs"]
+    capsys.readouterr()
+
+    assert main(["export", "hf", str(stage), str(out)]) == 2  # exists: only with --overwrite
+    assert "--overwrite" in _one_error_naming(capsys, out)
+    (out / "stale.bin").write_bytes(b"old")
+    assert main(["export", "hf", str(stage), str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == EXPORTED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "runs"]  # no temporaries left
+
+
+def test_a_folder_codemix_did_not_write_is_never_replaced(tokenizer_json, tmp_path, capsys):
+    stage = _stage(tokenizer_json, tmp_path)
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "paper.tex").write_text("keep me")
+    (mine / "config.json").write_text("{}")
+    kept = _tree(mine)
+    for flags in ([], ["--overwrite"]):
+        assert main(["export", "hf", str(stage), str(mine), *flags]) == 2
+        _one_error_naming(capsys, mine)
+        assert _tree(mine) == kept
+    a_file = tmp_path / "model.bin"
+    a_file.write_bytes(b"weights")
+    assert main(["export", "hf", str(stage), str(a_file), "--overwrite"]) == 2
+    _one_error_naming(capsys, a_file)
+    assert a_file.read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "model.bin", "runs"]
+
+
+@pytest.mark.parametrize("where", ["stage", "stage/final", "stage/eval/hf", "stage/..", "stage/../../.."])
+def test_the_checkpoint_its_stage_and_their_ancestors_are_refused_outright(where, tokenizer_json, tmp_path, capsys):
+    stage = _stage(tokenizer_json, tmp_path)
+    before = _tree(tmp_path)
+    out = Path(where.replace("stage", str(stage)))
+    for flags in ([], ["--overwrite"]):
+        assert main(["export", "hf", str(stage), str(out), *flags]) == 2
+        _one_error_naming(capsys, out)
+        assert main(["export", "hf", str(stage / "final"), str(out), *flags]) == 2
+        _one_error_naming(capsys, out)
+    assert _tree(tmp_path) == before
+    assert not [p for p in tmp_path.rglob("*tmp*")]
+
+
+def test_the_working_directory_is_refused(tokenizer_json, tmp_path, capsys, monkeypatch):
+    stage = _stage(tokenizer_json, tmp_path)
+    here = tmp_path / "work"
+    here.mkdir()
+    (here / "todo.txt").write_text("keep me")
+    monkeypatch.chdir(here)
+    for out in (".", "..", str(here)):
+        assert main(["export", "hf", str(stage), out, "--overwrite"]) == 2
+        _one_error_naming(capsys, out)
+    assert _tree(here) == {"todo.txt": b"keep me"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "work"]
+
+
+def test_a_killed_exports_temporaries_are_swept_by_the_next(tokenizer_json, tmp_path):
+    import subprocess
+    import sys
+
+    stage = _stage(tokenizer_json, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f".hf.tmp-{int(dead.stdout)}-x1y2"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"half")
+    live = tmp_path / f".hf.tmp-{os.getpid()}-mine"  # this process's own: never touched
+    live.mkdir()
+    assert main(["export", "hf", str(stage), str(tmp_path / "hf")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "hf", "runs"]
 
 
 def test_a_folder_without_a_checkpoint_is_an_error_naming_it(tmp_path):
