@@ -1,6 +1,8 @@
 """The lm-evaluation-harness model "codemix": lm_eval run offline on a local-file task built from a
 shipped benchmark gives codemix's own evaluation's numbers; rolling log-likelihood and generation
-agree with plain full-sequence computations on the decoder."""
+agree with plain full-sequence computations on the decoder. The same checkpoint exported for
+transformers runs through lm_eval's own `hf` model (which needs accelerate) and scores what the
+decoder scores."""
 
 import json
 import os
@@ -18,6 +20,7 @@ pytest.importorskip("lm_eval", reason="lm-evaluation-harness is the optional 'ha
 from lm_eval.api.instance import Instance  # noqa: E402
 
 from codemix.eval.runner import EvalOptions, Model, run_task  # noqa: E402
+from codemix.export.hf import export_hf  # noqa: E402
 from codemix.eval.tasks.registry import TASKS  # noqa: E402
 from codemix.lm_eval_adapter import CodemixLM  # noqa: E402
 from test_export import tiny_checkpoint  # noqa: E402
@@ -66,27 +69,60 @@ def write_copa_task(folder: Path) -> Path:
     return folder
 
 
+def run_lm_eval(module: str, model: str, model_args: str, tmp_path: Path) -> tuple[dict, list[dict]]:
+    """`python -m MODULE --model MODEL` offline on the local COPA task: its results and its samples
+    in document order."""
+    tasks, out = write_copa_task(tmp_path / "tasks"), tmp_path / "out"
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", module, "--model", model, "--model_args", model_args, "--device", "cpu",
+         "--tasks", "codemix_copa", "--include_path", str(tasks), "--limit", str(LIMIT),
+         "--output_path", str(out), "--log_samples"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]["codemix_copa"]
+    samples = [json.loads(line) for line in next(out.rglob("samples_codemix_copa_*.jsonl")).read_text().splitlines()]
+    return results, sorted(samples, key=lambda s: s["doc_id"])
+
+
 def test_lm_eval_accuracy_equals_codemix_evaluation(adapter, checkpoint, tmp_path):
     ours = run_task(TASKS["copa"], Model(adapter.model, adapter.tokenizer, adapter.eos_id), EvalOptions(limit=LIMIT))
 
-    tasks, out = write_copa_task(tmp_path / "tasks"), tmp_path / "out"
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "codemix.lm_eval_adapter", "--model", "codemix",
-         "--model_args", f"checkpoint={checkpoint}", "--device", "cpu", "--tasks", "codemix_copa",
-         "--include_path", str(tasks), "--limit", str(LIMIT), "--output_path", str(out), "--log_samples"],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-
-    results = json.loads(next(out.rglob("results_*.json")).read_text())["results"]["codemix_copa"]
+    results, samples = run_lm_eval("codemix.lm_eval_adapter", "codemix", f"checkpoint={checkpoint}", tmp_path)
     assert results["sample_len"] == LIMIT
     assert results["acc,none"] == pytest.approx(ours["metrics"]["acc"], abs=1e-9)
-    samples = [json.loads(line) for line in next(out.rglob("samples_codemix_copa_*.jsonl")).read_text().splitlines()]
-    for sample, record in zip(sorted(samples, key=lambda s: s["doc_id"]), ours["records"], strict=True):
+    for sample, record in zip(samples, ours["records"], strict=True):
         prompts = [(a["arg_0"], a["arg_1"]) for a in sample["arguments"].values()]
         assert prompts == [(record["prompt"], choice) for choice in record["choices"]]  # same prompts
         harness_logprobs = [float(resp[0]) for resp in sample["filtered_resps"]]
         assert harness_logprobs == pytest.approx(record["logprobs"], abs=1e-4)
+
+
+@pytest.mark.slow
+@torch.inference_mode()
+def test_exported_folder_runs_through_lm_eval_hf_model(adapter, checkpoint, tmp_path):
+    """`lm_eval --model hf --model_args pretrained=EXPORT`: each answer's log-likelihood is the
+    decoder's over the tokens lm_eval scores (the whole text encoded, the context's tokens cut off;
+    lm_eval's hf model adds no eos prefix, unlike codemix's own scoring)."""
+    export_hf(checkpoint, tmp_path / "export")
+    results, samples = run_lm_eval("lm_eval", "hf", f"pretrained={tmp_path / 'export'},dtype=float32", tmp_path)
+    assert results["sample_len"] == LIMIT
+
+    def encode(text: str) -> list[int]:
+        return adapter.tokenizer.encode(text, add_special_tokens=False).ids
+
+    correct = 0
+    for sample in samples:
+        expected = []
+        for argument in sample["arguments"].values():
+            context, continuation = argument["arg_0"], argument["arg_1"]
+            spaces = len(context) - len(context.rstrip())  # lm_eval moves the context's trailing spaces
+            context, continuation = context[:len(context) - spaces], context[len(context) - spaces:] + continuation
+            whole = encode(context + continuation)
+            expected.append(_logprob_of_tail(adapter.model, whole, len(whole) - len(encode(context))))
+        assert [float(resp[0]) for resp in sample["filtered_resps"]] == pytest.approx(expected, abs=1e-4)
+        correct += max(range(len(expected)), key=expected.__getitem__) == int(sample["target"])
+    assert results["acc,none"] == pytest.approx(correct / LIMIT, abs=1e-9)
 
 
 def test_installed_codemix_declares_the_lm_eval_model_entry_point():
