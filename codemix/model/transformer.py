@@ -3,6 +3,7 @@
 Shapes: B batch, T new tokens, d d_model, Hq/Hkv query/kv heads, D head_dim, F ffn hidden, V vocab."""
 
 import math
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -129,19 +130,27 @@ class Decoder(nn.Module):
         """[V, d] matrix of the LM head (the embedding when tied), for callers that chunk the loss."""
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, seed: int | None = None) -> None:
         """Normal(0, init_std) everywhere; output projections of each residual branch (attention wo,
         MLP down) scaled by 1/sqrt(2 * n_layers) so the residual stream's variance does not grow with
-        depth (GPT-2). Norm weights start at one."""
-        std = self.cfg.init_std
-        residual_std = std / math.sqrt(2 * self.cfg.n_layers)
+        depth (GPT-2). Norm weights start at one. seed: default torch.initial_seed() (the run's seed)."""
+        seed = torch.initial_seed() if seed is None else seed
         for name, param in self.named_parameters():
+            self.init_parameter(name, param, seed)
+
+    def init_parameter(self, name: str, tensor: torch.Tensor, seed: int) -> None:
+        """Initialise `tensor` (the parameter called `name`, or a full-size CPU stand-in for a sharded
+        one) in place. Each parameter draws from its own generator, seeded by the run's seed and its
+        name, so the weights do not depend on the order or the device parameters are made in."""
+        std = self.cfg.init_std
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63)
+        with torch.no_grad():
             if name.endswith("norm.weight"):
-                nn.init.ones_(param)
+                nn.init.ones_(tensor)
             elif name.endswith(("attn.wo.weight", "mlp.down.weight")):
-                nn.init.normal_(param, std=residual_std)
+                nn.init.normal_(tensor, std=std / math.sqrt(2 * self.cfg.n_layers), generator=generator)
             else:
-                nn.init.normal_(param, std=std)
+                nn.init.normal_(tensor, std=std, generator=generator)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         if max_len > self.cfg.max_seq_len:

@@ -6,6 +6,7 @@ and the tokens of each source are summed over an optimizer step (all micro-batch
 logged as train/loss/<source> and train/tokens/<source>. Cumulative tokens per source are part of
 the module's checkpoint state, so a resumed stage keeps counting where it stopped."""
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -55,22 +56,26 @@ class CodemixLM(pl.LightningModule):
     stage's weights (None = fresh init from the global seed). init_optimizer_state: the parent's AdamW
     state (moments and step counts) to continue from; this stage's own hyper-parameters are kept.
     activation_checkpointing: recompute every n-th block in backward (0 = none). compile_blocks:
-    torch.compile each block. bf16_parameters: under FSDP2, compute with bf16 parameter copies."""
+    torch.compile each block. sharded: FSDP2 (the model is built on the meta device and sharded in
+    configure_model). bf16_parameters: under FSDP2, compute with bf16 parameter copies."""
 
     def __init__(self, model_cfg: ModelConfig, optimizer: OptimizerSection, schedule: ScheduleSection,
                  total_steps: int, source_names: Sequence[str], seq_len: int,
                  init_weights: Optional[Mapping[str, torch.Tensor]] = None,
                  init_optimizer_state: Optional[dict[str, Any]] = None, activation_checkpointing: int = 0,
-                 compile_blocks: bool = False, bf16_parameters: bool = False) -> None:
+                 compile_blocks: bool = False, sharded: bool = False, bf16_parameters: bool = False) -> None:
         super().__init__()
-        self.bf16_parameters = bf16_parameters
         self.model_cfg = model_cfg
-        self.model = Decoder(model_cfg)
+        self.sharded, self.bf16_parameters = sharded, bf16_parameters
+        self._init_seed = torch.initial_seed()  # what a one-process run draws its initial weights from
+        with torch.device("meta") if sharded else contextlib.nullcontext():
+            self.model = Decoder(model_cfg)  # sharded: materialised shard by shard in configure_model
         self.model.set_activation_checkpointing(activation_checkpointing)
         if compile_blocks:
             for block in self.model.blocks:
                 block.compile()  # in place: parameter names, and so checkpoints, stay the same
-        if init_weights is not None:
+        self._init_weights = init_weights if sharded else None
+        if init_weights is not None and not sharded:
             self.model.load_state_dict(init_weights, strict=True)
         self.optimizer_cfg = optimizer
         self.schedule = schedule
@@ -85,10 +90,16 @@ class CodemixLM(pl.LightningModule):
 
     def configure_model(self) -> None:
         """Under ModelParallelStrategy (trainer.strategy fsdp2) Lightning sets the device mesh first."""
-        if self.device_mesh is not None:
-            from codemix.train.sharding import shard_decoder
+        if not self.sharded or self.device_mesh is None or not self.model.embed.weight.is_meta:
+            return
+        from codemix.train.sharding import shard_decoder
 
-            shard_decoder(self.model, self.device_mesh["data_parallel"], bf16=self.bf16_parameters)
+        if self._init_weights is not None and set(self._init_weights) != set(self.model.state_dict()):
+            raise ValueError(f"parent weights have keys {sorted(self._init_weights)}, the model "
+                             f"{sorted(self.model.state_dict())}")
+        shard_decoder(self.model, self.device_mesh["data_parallel"], self.device, self.bf16_parameters,
+                      self._init_seed, self._init_weights)
+        self._init_weights = None
 
     # ---- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

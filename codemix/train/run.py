@@ -21,7 +21,6 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import ModelParallelStrategy
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from codemix.config.recipe import load_recipe, model_config, parent_of, stage_identity, stage_order
@@ -30,6 +29,7 @@ from codemix.data.corpus import CORPUS_FILE, TOKENIZER_FILE, Corpus, resolve_cor
 from codemix.data.datamodule import MixtureDataModule
 from codemix.data.mixture import render_share_table, share_table
 from codemix.errors import CodemixError
+from codemix.leftovers import sweep_leftovers
 from codemix.model.checkpoint import save_pretrained
 from codemix.model.flops import flops_per_token
 from codemix.model.transformer import Decoder
@@ -37,9 +37,10 @@ from codemix.plan.memory import check_memory
 from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_loggers
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from codemix.train.module import CodemixLM
+from codemix.train.resume import StepCheckpoint, resume_checkpoint
 from codemix.train.stages import (
     Parent, StageDir, cumulative_tokens, find_completed, link_into_recipe, merge_metrics, package_versions,
-    register_completed, stage_dir, weights_from_checkpoint, write_lineage,
+    read_metrics, register_completed, stage_dir, weights_from_checkpoint, write_lineage,
 )
 
 Home = Optional[str | os.PathLike]
@@ -171,7 +172,8 @@ class StageTraining:
         stage, target = self.stage, self.target
         target.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.checkpoints)
-        resume = target.last_checkpoint if target.last_checkpoint.is_file() else None
+        sweep_leftovers(target.final)
+        resume = resume_checkpoint(target.last_checkpoint, stage.global_batch)
         origin = "resuming from " + str(resume) if resume else (f"from {stage.init_from.ref}" if self.parent
                                                                else "from scratch")
         say(f"stage {self.name} [{self.identity}]: {stage.tokens:,} tokens ({stage.steps} steps of "
@@ -211,6 +213,7 @@ class StageTraining:
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
             activation_checkpointing=self.recipe.trainer.activation_checkpointing,
             compile_blocks=self.recipe.trainer.compile,
+            sharded=self.recipe.trainer.strategy == "fsdp2",
             bf16_parameters=self.recipe.trainer.precision.startswith("bf16"),
         )
 
@@ -222,9 +225,8 @@ class StageTraining:
             TokenProgressBar(self.name, stage.tokens, step_tokens),
         ]
         checkpoint_every = interval_steps(stage.checkpoint_interval_tokens, step_tokens)
-        if checkpoint_every:
-            callbacks.append(ModelCheckpoint(dirpath=self.target.checkpoints, save_last=True, save_top_k=0,
-                                             every_n_train_steps=checkpoint_every, enable_version_counter=False))
+        if checkpoint_every:  # last: the other callbacks' rows of the step reach the logs first
+            callbacks.append(StepCheckpoint(self.target.last_checkpoint, checkpoint_every))
         val_every = interval_steps(stage.val_interval_tokens, step_tokens)
         _quiet_lightning()
         return pl.Trainer(
@@ -237,7 +239,8 @@ class StageTraining:
             num_sanity_val_steps=0,
             log_every_n_steps=interval_steps(settings.log_every_n_tokens, step_tokens) or 1,
             callbacks=callbacks, logger=stage_loggers(self.target.path), plugins=[AtomicCheckpointIO()],
-            enable_checkpointing=bool(checkpoint_every), default_root_dir=self.target.path,
+            enable_checkpointing=False,  # no ModelCheckpoint of Lightning's: StepCheckpoint
+            default_root_dir=self.target.path,
             use_distributed_sampler=False,  # the streaming dataset splits samples over ranks itself
             enable_model_summary=False,
         )
@@ -283,7 +286,7 @@ class StageTraining:
             "tokens_per_source": tokens,
             "cumulative_tokens_per_source": cumulative_tokens(parent_lineage, tokens),
             "mixture": [dataclasses.asdict(row) for row in rows],
-            "final_metrics": _final_metrics(trainer),
+            "final_metrics": final_metrics(target),
             "attempts": attempts,
             "finished_at": finished.isoformat(timespec="seconds"),
             # From the first start, so the time lost to an interruption counts.
@@ -293,11 +296,17 @@ class StageTraining:
             "cwd": os.getcwd(),
         })
         register_completed(self.identity, target, home)
+        target.previous_checkpoint.unlink(missing_ok=True)  # only a fallback while the stage ran
         say(render_share_table(rows))
         say(f"stage {self.name}: done. final weights {target.final}, metrics {target.metrics}, "
             f"checkpoint {target.last_checkpoint}, lineage {target.lineage_path}")
 
 
-def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    return {key: float(value) for key, value in sorted(trainer.callback_metrics.items())
-            if key.startswith(("val/", "train/loss"))}
+def final_metrics(target: StageDir) -> dict[str, float]:
+    """The last value of each training-loss and validation column of the stage's merged metrics: from
+    the files, so a stage resumed from its end-of-stage checkpoint (that trains no step) has them too."""
+    last: dict[str, float] = {}
+    for row in read_metrics(target.metrics):
+        last.update({key: float(value) for key, value in row.items()
+                     if value != "" and key.startswith(("val/", "train/loss"))})
+    return dict(sorted(last.items()))
