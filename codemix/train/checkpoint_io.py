@@ -13,7 +13,12 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
-from codemix.atomic import TMP_MARK, atomic_file
+from codemix.atomic import atomic_file
+from codemix.leftovers import sweep_leftovers
+
+
+LAST_CHECKPOINT = "last.ckpt"
+PREVIOUS_CHECKPOINT = "previous.ckpt"  # the one before last.ckpt (codemix.train.resume)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -25,9 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete temp files a killed writer left behind (they are never a valid checkpoint)."""
-    stale = [p for p in directory.glob(f".*{TMP_MARK}*") if p.is_file()] if directory.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+    """Delete the temp files of checkpoint writers that were killed (never a valid checkpoint); a live
+    writer's are left alone."""
+    return [path for name in (LAST_CHECKPOINT, PREVIOUS_CHECKPOINT) for path in sweep_leftovers(directory / name)]
 

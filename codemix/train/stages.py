@@ -3,6 +3,9 @@
     <runs>/<recipe>/<stage>-<identity>/
         checkpoints/last.ckpt   Lightning checkpoint (model, optimizer, LR step, loader position,
                                 tokens per source), rewritten atomically at each interval and at the end
+        checkpoints/previous.ckpt  the interval checkpoint before last.ckpt, while the stage runs: where
+                                a re-run resumes when last.ckpt is unreadable (set aside as
+                                last.ckpt.unusable-<time>)
         final/                  save_pretrained: model.safetensors, model_config.json, tokenizer.json
         logs/csv/version_N/     one CSV (and TensorBoard) version per start of the stage
         metrics.csv             all versions merged: the rows of an interrupted start that a resume
@@ -30,11 +33,11 @@ from codemix.errors import ConfigError
 from codemix.model.checkpoint import CONFIG, WEIGHTS, load_pretrained
 from codemix.model.config import ModelConfig
 from codemix.paths import runs_dir
+from codemix.train.checkpoint_io import LAST_CHECKPOINT, PREVIOUS_CHECKPOINT
 from codemix.train.module import CHECKPOINT_KEY
 
 STAGE_INDEX = "_stages"
 LINEAGE = "lineage.json"
-LAST_CHECKPOINT = "last.ckpt"
 VERSIONED_PACKAGES = ("codemix", "torch", "lightning", "mosaicml-streaming", "tokenizers", "numpy", "omegaconf")
 
 
@@ -53,6 +56,10 @@ class StageDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / LAST_CHECKPOINT
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.checkpoints / PREVIOUS_CHECKPOINT
 
     @property
     def final(self) -> Path:
