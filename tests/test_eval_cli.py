@@ -1,7 +1,9 @@
 """`codemix eval` end to end: a stage directory in, a results file out, a broken task reported while
 the others run, and per-source held-out loss on a real corpus."""
 
+import hashlib
 import json
+import struct
 import math
 import shutil
 from pathlib import Path
@@ -14,6 +16,7 @@ from test_eval_scoring import shared_checkpoint, write_user_tasks
 
 from codemix.cli import main
 from codemix.data.corpus import Corpus
+from codemix.eval.results import scored_current_weights
 from codemix.model.checkpoint import save_pretrained
 from codemix.model.presets import preset
 from codemix.model.transformer import Decoder
@@ -52,9 +55,11 @@ def test_eval_stage_dir_writes_results_and_reports_a_broken_task(tmp_path, capsy
     assert (results["options"]["limit"], results["options"]["code_limit"]) == (2, 1)
     humaneval = results["tasks"]["humaneval"]["records"][0]
     assert humaneval["statuses"] and "completions" in humaneval
+    weights = stage / "final" / "model.safetensors"
     assert results["checkpoint"] == {"kind": "stage", "identity": "0123abcd", "stage": "cooldown", "recipe": "toy",
-                                     "lineage": str(stage / "lineage.json"),
-                                     "weights": str(stage / "final" / "model.safetensors")}
+                                     "lineage": str(stage / "lineage.json"), "weights": str(weights),
+                                     "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    assert scored_current_weights(results["checkpoint"])
     assert set(results["unavailable"]) == {"storycloze", "quac"}
     assert results["aggregate"]["reasoning"]["tasks"] == ["copa", "facts_mc"]
     assert "storycloze" in results["aggregate"]["reasoning"]["missing"]
@@ -75,6 +80,30 @@ def test_eval_checkpoint_dir_is_identified_by_weights_hash(tmp_path, small_corpu
     results = json.loads(out.read_text())
     assert "differs from the checkpoint's" in results["failed"]["heldout"]["error"] and "cb" in results["tasks"]
     assert not list(out.parent.glob(".*tmp*"))  # written atomically: no temporary left behind
+
+
+def _overwrite_with_nan(weights: Path) -> None:
+    """Every weight's bytes replaced by float32 NaN patterns, the header (and so the file's layout) kept."""
+    header = 8 + struct.unpack("<Q", weights.read_bytes()[:8])[0]
+    size = weights.stat().st_size
+    with open(weights, "r+b") as data:
+        data.seek(header)
+        data.write((b"\x00\x00\xc0\x7f" * size)[: size - header])
+
+
+def test_nan_weights_stop_the_evaluation_naming_the_checkpoint(tmp_path, capsys):
+    stage = make_stage(tmp_path, shared_checkpoint())
+    weights = stage / "final" / "model.safetensors"
+    assert main(["eval", str(stage), "--tasks", "piqa", "--limit", "2", "--heldout-samples", "0"]) == 0
+    scored = json.loads((stage / "eval" / "results.json").read_text())["checkpoint"]
+    _overwrite_with_nan(weights)
+    assert not scored_current_weights(scored)  # a reuse check sees the weights changed
+    capsys.readouterr()
+
+    assert main(["eval", str(stage), "--tasks", "piqa", "--limit", "20"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"codemix: error: {weights}: log-likelihoods on piqa") and "not finite" in err[-1]
+    assert json.loads((stage / "eval" / "results.json").read_text())["checkpoint"] == scored  # earlier results kept
 
 
 def test_help_names_both_forms(capsys):

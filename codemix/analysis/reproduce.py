@@ -272,14 +272,17 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
 
 
 def is_current(results_path: Path, identity: str, settings: Settings, task_names: list[str]) -> bool:
-    """Whether `results_path` scored this stage identity with these limits on exactly these tasks."""
+    """Whether `results_path` scored this stage identity, and the weights now on disk, with these limits on
+    exactly these tasks."""
+    from codemix.eval.results import scored_current_weights
+
     if not results_path.is_file():
         return False
     try:
         results = read_json(results_path)
         scored = sorted({*results["tasks"], *results["failed"]})
         options = results["options"]
-        return (results["checkpoint"].get("identity") == identity
+        return (results["checkpoint"].get("identity") == identity and scored_current_weights(results["checkpoint"])
                 and all(options.get(key) == value for key, value in settings.eval_options.items())
                 and scored == task_names)
     except (ConfigError, KeyError, TypeError, AttributeError):

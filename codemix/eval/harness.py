@@ -12,10 +12,10 @@ from codemix.data.tokenizer import EOS, file_hash
 from codemix.eval.aggregate import aggregate
 from codemix.eval.heldout import heldout_loss
 from codemix.eval.results import Target, checkpoint_identity, lineage, write_results
-from codemix.eval.runner import EvalOptions, Model, run_task
+from codemix.eval.runner import EvalOptions, Model, NonFiniteScores, run_task
 from codemix.eval.tasks.base import TaskSpec
 from codemix.eval.tasks.registry import UNAVAILABLE
-from codemix.model.checkpoint import TOKENIZER, load_pretrained
+from codemix.model.checkpoint import TOKENIZER, WEIGHTS, load_pretrained
 
 Progress = Callable[[str], None]
 
@@ -23,7 +23,7 @@ Progress = Callable[[str], None]
 def load_model(target: Target, device: str = "cpu") -> Model:
     decoder, _, tokenizer = load_pretrained(target.weights_dir, device=device)
     eos_id = tokenizer.token_to_id(EOS)
-    return Model(decoder, tokenizer, eos_id if eos_id is not None else 0)
+    return Model(decoder, tokenizer, eos_id if eos_id is not None else 0, str(target.weights_dir / WEIGHTS))
 
 
 def corpus_for(target: Target, corpus: str | Path | None) -> Corpus | None:
@@ -40,6 +40,8 @@ def _guarded(results: dict, name: str, progress: Progress, step: Callable):
     """Run one step; a failure is recorded under results["failed"][name] and the evaluation goes on."""
     try:
         return step()
+    except NonFiniteScores:  # broken weights, not a broken task: stop the evaluation
+        raise
     except Exception as err:  # noqa: BLE001 - one broken task must not sink the others
         results["failed"][name] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
         progress(f"{name} FAILED: {type(err).__name__}: {err}")

@@ -42,17 +42,29 @@ def lineage(target: Target) -> dict | None:
 
 
 def checkpoint_identity(target: Target) -> dict:
-    """The stage's lineage identity when there is one, else the weights file's sha256."""
+    """What was scored: the stage's lineage identity when there is one, and always the sha256 of the
+    weights file, so results are never taken for those of other (retrained, corrupted) weights."""
+    weights = target.weights_dir / WEIGHTS
     found = lineage(target)
     if found is not None:
         return {"kind": "stage", "identity": found.get("identity"), "stage": found.get("stage"),
                 "recipe": (found.get("recipe") or {}).get("name"), "lineage": str(target.stage_dir / LINEAGE),
-                "weights": str(target.weights_dir / WEIGHTS)}
+                "weights": str(weights), "sha256": weights_sha256(weights)}
+    return {"kind": "checkpoint", "weights": str(weights), "sha256": weights_sha256(weights)}
+
+
+def weights_sha256(weights: Path) -> str:
     digest = hashlib.sha256()
-    with open(target.weights_dir / WEIGHTS, "rb") as weights:
-        for block in iter(lambda: weights.read(1 << 22), b""):
+    with open(weights, "rb") as data:
+        for block in iter(lambda: data.read(1 << 22), b""):
             digest.update(block)
-    return {"kind": "checkpoint", "weights": str(target.weights_dir / WEIGHTS), "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def scored_current_weights(identity: dict) -> bool:
+    """Whether the weights a results file scored (its "checkpoint" entry) are still those on disk."""
+    weights = Path(identity.get("weights") or "")
+    return bool(identity.get("sha256")) and weights.is_file() and weights_sha256(weights) == identity["sha256"]
 
 
 def write_results(path: Path, results: dict) -> Path:

@@ -1,12 +1,13 @@
 """Scoring one task on one model: multiple choice by log-likelihood, knowledge by greedy generation
 and exact match, code by sampling completions and running them in the sandbox."""
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
-from codemix.errors import ConfigError
+from codemix.errors import CodemixError, ConfigError
 from codemix.eval.generation import GenerationConfig, generate
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.metrics import exact_match, pass_at_k
@@ -41,13 +42,19 @@ def check_limits(limit: int | None, code_limit: int | None) -> None:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
 
 
+class NonFiniteScores(CodemixError):
+    """NaN or inf log-likelihoods: the weights are broken, and every task would score noise."""
+
+
 @dataclass
 class Model:
-    """What scoring needs: the decoder, its tokenizer, and the id that ends a document."""
+    """What scoring needs: the decoder, its tokenizer, the id that ends a document, and where the
+    weights came from (named in errors)."""
 
     decoder: Decoder
     tokenizer: Tokenizer
     eos_id: int
+    weights: str = "the model"
 
 
 def run_task(spec: TaskSpec, model: Model, options: EvalOptions) -> dict:
@@ -79,6 +86,9 @@ def run_multiple_choice(spec, instances, model: Model, options: EvalOptions) -> 
     records = []
     for inst in instances:
         logprobs = [next(scored).logprob for _ in inst.continuations]
+        if not all(math.isfinite(lp) for lp in logprobs):
+            raise NonFiniteScores(f"{model.weights}: log-likelihoods on {spec.name} ({inst.id}) are {logprobs}: "
+                                  "the weights are not finite numbers; retrain or restore this checkpoint")
         per_char = [lp / max(1, len(cont)) for lp, cont in zip(logprobs, inst.continuations)]
         predicted, predicted_norm = _argmax(logprobs), _argmax(per_char)
         records.append({"id": inst.id, "prompt": inst.contexts[inst.gold], "choices": list(inst.continuations),
