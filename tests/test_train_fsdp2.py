@@ -1,6 +1,7 @@
 """FSDP2 through Lightning's ModelParallelStrategy: two gloo processes on CPU, launched by Lightning from
-a real `codemix train`, shard every block and the root, and reproduce the one-process run (loss curve,
-token counts, final weights) for the same global batch, weight decay and clipping included."""
+a real `codemix train` and by torchrun, shard every block and the root, and reproduce the one-process
+run (loss curve, token counts, final weights) for the same global batch, weight decay and clipping
+included."""
 
 import json
 import subprocess
@@ -16,12 +17,20 @@ from test_train_resume import ENV
 from test_train_stages import write_recipe
 
 
+LAUNCHERS = {
+    "lightning": [sys.executable, "-m", "codemix.cli"],
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                 "-m", "codemix.cli"],
+}
+
+
 @pytest.mark.slow
-def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_path):
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_path, launcher):
     recipe = write_recipe(tmp_path, "fsdp2", small_corpus, {"init": {**STAGE, "optimizer": {"lr": 3.0e-3, "grad_clip": 0.5}}})
     (single,) = train_recipe(recipe, home=tmp_path / "one", command="pytest")
 
-    command = [sys.executable, "-m", "codemix.cli", "train", "--home", str(tmp_path / "two"), str(recipe),
+    command = [*LAUNCHERS[launcher], "train", "--home", str(tmp_path / "two"), str(recipe),
                "trainer.devices=2", "trainer.strategy=fsdp2"]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
