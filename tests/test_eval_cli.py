@@ -4,6 +4,8 @@ the others run, and per-source held-out loss on a real corpus."""
 import hashlib
 import json
 import struct
+import subprocess
+import sys
 import math
 import shutil
 from pathlib import Path
@@ -80,6 +82,24 @@ def test_eval_checkpoint_dir_is_identified_by_weights_hash(tmp_path, small_corpu
     results = json.loads(out.read_text())
     assert "differs from the checkpoint's" in results["failed"]["heldout"]["error"] and "cb" in results["tasks"]
     assert not list(out.parent.glob(".*tmp*"))  # written atomically: no temporary left behind
+
+
+def test_a_killed_writers_temporary_results_are_swept(tmp_path):
+    """A writer killed with -9 mid-write leaves .r.json.tmp-<pid>: the next run removes it."""
+    out = tmp_path / "r.json"
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import os, signal
+from pathlib import Path
+from codemix.atomic import atomic_file
+with atomic_file(Path({str(out)!r}), "w") as half:
+    half.write('{{"tasks": ')
+    half.flush()
+    os.kill(os.getpid(), signal.SIGKILL)"""])
+    assert writer.wait() == -9
+    leftover = out.parent / f".r.json.tmp-{writer.pid}"
+    assert leftover.is_file()
+    assert main(["eval", str(shared_checkpoint()), "--tasks", "cb", "--limit", "1", "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
 def _overwrite_with_nan(weights: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from codemix.atomic import write_json_atomic
 from codemix.data.corpus import read_json
 from codemix.errors import ConfigError
+from codemix.leftovers import sweep_leftovers
 from codemix.model.checkpoint import WEIGHTS
 
 LINEAGE = "lineage.json"
@@ -68,8 +69,10 @@ def scored_current_weights(identity: dict) -> bool:
 
 
 def write_results(path: Path, results: dict) -> Path:
-    """Atomic: a reader sees the previous results or the whole new file."""
+    """Atomic: a reader sees the previous results or the whole new file; the temp file of a writer
+    killed mid-write is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     json.dumps(results, allow_nan=True)  # fail before touching the file if it cannot be written
+    sweep_leftovers(path)
     write_json_atomic(path, results)
     return path
