@@ -88,3 +88,51 @@ def test_killed_build_resumes_running_only_unfinished_tasks(tmp_path: Path, monk
     build_corpus(load_data_spec(spec_path), out, processes=1, progress=lambda _: None)
     assert sorted(ran) == sorted(set(range(total)) - finished)
     assert corpus_bytes(out) == corpus_bytes(reference)
+
+
+def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp_path: Path, capsys,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    import dill
+
+    from codemix.cli import main
+
+    spec_path = write_sources(tmp_path / "in")
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    fake = tmp_path / "bin" / "sbatch"  # records each job (its options and script) and answers as sbatch does
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nn=$(ls {submitted} | wc -l)\nprintf "%s\\n" "$@" > {submitted}/$n.args\n'
+                    f'cp "$(eval echo \\${{$#}})" {submitted}/$n.sh\necho "Submitted batch job $((n + 100))"\n')
+    fake.chmod(0o755)
+    (fake.parent / "scontrol").write_text("#!/bin/sh\necho localhost\n")  # `scontrol show hostnames`: this node
+    (fake.parent / "scontrol").chmod(0o755)
+    out = tmp_path / "slurm"
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    code = main(["data", "build", str(spec_path), "--out", str(out), "--executor", "slurm", "--partition", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "submitted to SLURM" in printed and not (out / "corpus.json").exists()
+    (work,) = out.glob(".build-*")
+    plan = json.loads((work / "plan.json").read_text())
+    scripts = {}
+    for args in sorted(submitted.glob("*.args"), key=lambda p: int(p.stem)):
+        script = args.with_suffix(".sh").read_text()
+        name = next(line.split("=", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH --job-name="))
+        scripts.setdefault(name, (script, args.read_text().split()))
+    for name in ("scan", "decide", "pack"):
+        script, options = scripts[f"codemix-{name}"]
+        assert f"#SBATCH --array=0-{plan['tasks'][name] - 1}\n" in script and "#SBATCH --partition=cpu" in script
+        assert f"launch_pickled_pipeline {work / name / 'executor.pik'}" in script
+        assert name == "scan" or any(o.startswith("--dependency=afterok:") for o in options)  # after the pass before
+    assert "#SBATCH --array=0-0" in scripts["codemix-finish"][0]
+
+    # What SLURM would do: every array task runs its rank from the pickled executor, pass after pass.
+    monkeypatch.setenv("SLURM_NODELIST", "localhost")
+    for name in ("scan", "decide", "pack", "finish"):
+        executor = dill.loads((work / name / "executor.pik").read_bytes())
+        for rank in range(executor.tasks):
+            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(rank))
+            executor.run()
+    local = build_corpus(load_data_spec(spec_path), tmp_path / "local", processes=2, progress=lambda _: None)
+    assert not (work / "parts").exists() and (work / "pack" / "logs").is_dir()  # task logs stay for the cluster's user
+    assert {k: v for k, v in corpus_bytes(out).items() if not k.startswith(".build-")} == corpus_bytes(local)
+    assert Corpus.open(out).manifest("b")["filters"] == Corpus.open(local).manifest("b")["filters"]

@@ -35,7 +35,17 @@ from codemix.data.clean import Cleaner
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus, read_json
 from codemix.data.shards import EncodeSettings
 from codemix.data.sources import ReadStats, check_readable, read_source
-from codemix.data.tasks import COUNTS_FILE, BuildPlan, plan_slices, run_local, write_plan_note
+from codemix.data.tasks import (
+    COUNTS_FILE,
+    BuildPlan,
+    SlurmSettings,
+    passes,
+    plan_slices,
+    remove_task_data,
+    run_local,
+    submit_slurm,
+    write_plan_note,
+)
 from codemix.data.tokenizer import (
     file_hash,
     load_tokenizer,
@@ -69,10 +79,12 @@ def build_corpus(
     processes: int = 2,
     command: str = "",
     progress: Progress = print,
+    executor: "LocalExecutor | SlurmExecutor | None" = None,
 ) -> Path:
-    """Build (or finish, or update) the corpus described by `spec` in `out_dir`, `processes` tasks at a
-    time; returns out_dir.
-    Sources added later with `add_sources` stay listed while the tokenizer stays the same."""
+    """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir.
+    The tasks run `processes` at a time here, or on `executor` (a SlurmExecutor submits them and a
+    last job finishes the corpus). Sources added later with `add_sources` stay listed while the
+    tokenizer stays the same."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out, progress)
@@ -90,15 +102,18 @@ def build_corpus(
         progress(f"tokenizer {tokenizer_hash}: ready in {time.perf_counter() - started:.1f} s")
     else:
         progress(f"tokenizer {tokenizer_hash}: up to date")
-    _build_sources(spec, out, previous, tokenizer_recipe, tokenizer_hash, invalidate, processes, command, progress)
-    own = {s.name for s in spec.sources}
-    still_added = []
-    for entry in (entry for entry in added_before if entry["name"] not in own):
-        if _manifest_tokenizer(out / entry["name"]) == tokenizer_hash:
-            still_added.append(entry)
-        else:
-            progress(f"{entry['name']}: added with another tokenizer, no longer listed; `codemix data add` it again")
-    _write_corpus_meta(out, spec, tokenizer_hash, [_entry(s) for s in spec.sources] + still_added, command)
+    def write_meta() -> None:
+        own = {s.name for s in spec.sources}
+        still_added = []
+        for entry in (entry for entry in added_before if entry["name"] not in own):
+            if _manifest_tokenizer(out / entry["name"]) == tokenizer_hash:
+                still_added.append(entry)
+            else:
+                progress(f"{entry['name']}: added with another tokenizer, no longer listed; `codemix data add` it again")
+        _write_corpus_meta(out, spec, tokenizer_hash, [_entry(s) for s in spec.sources] + still_added, command)
+
+    _build_sources(spec, out, previous, tokenizer_recipe, tokenizer_hash, invalidate, executor or LocalExecutor(processes),
+                   command, progress, write_meta)
     return out
 
 
@@ -121,12 +136,14 @@ def add_sources(
     spec = DataSpec(name=corpus.name, sources=sources, tokenizer=TokenizerSpec(path=str(out / TOKENIZER_FILE)),
                     seq_len=corpus.seq_len, val_fraction=corpus.meta["val_fraction"], seed=corpus.meta["seed"])
     tokenizer_recipe = _hash(_tokenizer_recipe(spec))
+    def write_meta() -> None:
+        new = {s.name: {**_entry(s), "added": True} for s in sources}
+        entries = [new.pop(entry["name"], entry) for entry in corpus.meta["sources"]] + list(new.values())
+        _write_corpus_meta(out, corpus.meta, corpus.tokenizer_hash, entries, corpus.meta.get("build_command", ""))
+
     # The corpus stays complete while sources are added: each appears whole, corpus.json last.
     _build_sources(spec, out, _previous_manifests(out, sources), tokenizer_recipe, corpus.tokenizer_hash,
-                   lambda: None, processes, command, progress)
-    new = {s.name: {**_entry(s), "added": True} for s in sources}
-    entries = [new.pop(entry["name"], entry) for entry in corpus.meta["sources"]] + list(new.values())
-    _write_corpus_meta(out, corpus.meta, corpus.tokenizer_hash, entries, corpus.meta.get("build_command", ""))
+                   lambda: None, LocalExecutor(processes), command, progress, write_meta)
     return out
 
 
@@ -147,9 +164,11 @@ def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
 
 
 def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
-                   invalidate: Callable[[], None], workers: int, command: str, progress: Progress) -> None:
+                   invalidate: Callable[[], None], executor: "LocalExecutor | SlurmExecutor", command: str,
+                   progress: Progress, write_meta: Callable[[], None]) -> None:
     """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes, as
-    tasks over slices of their files (codemix.data.tasks), then merge each source's parts."""
+    tasks over slices of their files (codemix.data.tasks) on `executor`; then merge each source's
+    parts and `write_meta` (here, or in the executor's last job)."""
     tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
     dtype = token_dtype(vocab_size(tokenizer))
     settings = EncodeSettings(str(out / TOKENIZER_FILE), special_ids(tokenizer)["eos_id"], dtype, spec.seed,
@@ -164,27 +183,60 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
         if manifest:
             progress(f"{source.name}: built from another spec or tokenizer, rebuilding")
         todo.append(i)
-    if not todo:
-        return
-    invalidate()
+    if todo:
+        invalidate()
     # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
-    scanned = list(range(max(todo) + 1)) if spec.dedup else todo
+    scanned = (list(range(max(todo) + 1)) if spec.dedup else todo) if todo else []
     tasks = tuple(plan_slices(spec, scanned))
     work = out / f".build-{_hash({'sources': [expected[spec.sources[i].name] for i in todo], 'tasks': repr(tasks), 'tokenizer': tokenizer_hash})}"
-    for stale in out.glob(".build-*"):  # an earlier plan's work folder (this build writes only under its own)
-        if stale != work:
+    for stale in out.glob(".build-*"):  # an earlier plan's work folder (builds write only under their own)
+        if stale != work or not todo:
             shutil.rmtree(stale)
+    if not todo:
+        write_meta()
+        return
     plan = BuildPlan(spec, str(work), tasks, frozenset(todo), settings)
     write_plan_note(plan)
-    lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
-    lock.touch()
-    started = time.perf_counter()
-    run_local(plan, workers)
-    for i in todo:
-        hashes = {"spec_hash": expected[spec.sources[i].name], "tokenizer_recipe": tokenizer_recipe, "tokenizer_hash": tokenizer_hash}
-        progress(_summary(_merge_source(plan, i, out, hashes, command, time.perf_counter() - started)))
-    shutil.rmtree(work)
-    lock.unlink()
+    started = time.time()
+
+    def finish() -> None:
+        for i in todo:
+            hashes = {"spec_hash": expected[spec.sources[i].name], "tokenizer_recipe": tokenizer_recipe,
+                      "tokenizer_hash": tokenizer_hash}
+            progress(_summary(_merge_source(plan, i, out, hashes, command, time.time() - started)))
+        write_meta()
+        remove_task_data(plan)  # the parts live on as the sources' hard links; logs and markers stay
+
+    executor.run(plan, finish, progress)
+
+
+class LocalExecutor:
+    """The tasks on this machine, `workers` processes at a time (datatrove's LocalPipelineExecutor)."""
+
+    def __init__(self, workers: int = 2):
+        self.workers = workers
+
+    def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:
+        out = Path(plan.work).parent
+        lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
+        lock.touch()
+        run_local(plan, self.workers)
+        finish()
+        shutil.rmtree(plan.work)
+        lock.unlink()
+
+
+class SlurmExecutor:
+    """The tasks as SLURM job arrays, one per pass, each depending on the one before, and a last
+    job that merges the parts and writes corpus.json (datatrove's SlurmPipelineExecutor)."""
+
+    def __init__(self, settings: SlurmSettings):
+        self.settings = settings
+
+    def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:
+        job = submit_slurm(plan, self.settings, finish)
+        progress(f"submitted to SLURM: {', '.join(passes(plan))} and finish (last job {job}); "
+                 f"logs and task markers in {plan.work}")
 
 
 def _entry(source: SourceSpec) -> dict:

@@ -5,7 +5,7 @@ import shlex
 from pathlib import Path
 
 from codemix.config.data_spec import load_data_spec, quickstart_spec_path
-from codemix.data.corpus import Corpus, resolve_corpus
+from codemix.data.corpus import CORPUS_FILE, Corpus, resolve_corpus
 from codemix.data.synth import add_synth_parser
 from codemix.errors import ConfigError
 from codemix.paths import corpora_dir
@@ -24,6 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
     build.add_argument("--workers", "--processes", type=int, default=2, dest="processes",
                        help="build tasks run at once, one process each (default: 2)")
+    build.add_argument("--executor", choices=("local", "slurm"), default="local",
+                       help="where the build's tasks run: this machine (default) or SLURM job arrays")
+    build.add_argument("--partition", help="SLURM partition (with --executor slurm)")
+    build.add_argument("--time", default="24:00:00", help="SLURM time limit per task (default: 24:00:00)")
+    build.add_argument("--cpus-per-task", type=int, default=1, help="SLURM CPUs per task (default: 1)")
+    build.add_argument("--mem-per-cpu-gb", type=int, default=2, help="SLURM memory per CPU in GB (default: 2)")
     build.set_defaults(func=run_build)
 
     add = actions.add_parser("add", help="add sources to a built corpus, with its tokenizer")
@@ -56,10 +62,25 @@ def run_build(args: argparse.Namespace) -> int:
         ["codemix", "data", "build", "--quickstart" if args.quickstart else str(spec_path)]
         + [f"--set={o}" for o in args.overrides]
     )
-    build_corpus(spec, out, processes=args.processes, command=command, progress=lambda line: print(line, flush=True))
-    print(format_corpus(Corpus.open(out)))
-    print(f"corpus {spec.name} written to {out}")
+    executor = _executor(args)
+    build_corpus(spec, out, processes=args.processes, command=command, progress=lambda line: print(line, flush=True),
+                 executor=executor)
+    if (out / CORPUS_FILE).is_file():
+        print(format_corpus(Corpus.open(out)))
+        print(f"corpus {spec.name} written to {out}")
     return 0
+
+
+def _executor(args: argparse.Namespace):
+    from codemix.data.build import LocalExecutor, SlurmExecutor
+    from codemix.data.tasks import SlurmSettings
+
+    if args.executor == "local":
+        return LocalExecutor(args.processes)
+    if not args.partition:
+        raise ConfigError("--executor slurm: give the partition with --partition NAME")
+    return SlurmExecutor(SlurmSettings(partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
+                                       mem_per_cpu_gb=args.mem_per_cpu_gb))
 
 
 def run_add(args: argparse.Namespace) -> int:

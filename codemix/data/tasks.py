@@ -229,9 +229,62 @@ def _check_complete(plan: BuildPlan, name: str) -> None:
                            f"their logs are in {Path(plan.work) / name / 'logs'}")
 
 
+def remove_task_data(plan: BuildPlan) -> None:
+    """The tasks' outputs (hash buckets, drop lists, packed parts) once the sources hold them."""
+    for name in ("hashes", "drop", "parts"):
+        shutil.rmtree(Path(plan.work) / name, ignore_errors=True)
+
+
 def write_plan_note(plan: BuildPlan) -> None:
     """What the work folder is for, so a person finding it knows it is a resumable build's."""
     note = {"passes": passes(plan), "tasks": {name: plan.pass_tasks(name) for name in passes(plan)},
             "sources": [plan.spec.sources[i].name for i in sorted(plan.build)]}
     Path(plan.work).mkdir(parents=True, exist_ok=True)
     (Path(plan.work) / "plan.json").write_text(json.dumps(note, indent=1))
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    partition: str
+    time: str = "24:00:00"  # per task
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    max_running: int = -1  # tasks of an array running at once; -1: as many as SLURM allows
+    env_command: str = ""  # how a job activates codemix; default: this interpreter's virtual environment
+
+
+class FinishBuild(PipelineStep):
+    """The last job: merge the parts and write corpus.json (the closure the build hands over)."""
+
+    type = "codemix"
+    name = "finish"
+
+    def __init__(self, finish):
+        super().__init__()
+        self.finish = finish
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        self.finish()
+        yield from ()
+
+
+def submit_slurm(plan: BuildPlan, settings: SlurmSettings, finish) -> str:
+    """Write and submit (sbatch) one job array per pass and the finishing job, chained by
+    dependencies; returns the finishing job's id. Re-submitting skips the tasks already complete."""
+    import sys
+
+    from datatrove.executor import SlurmPipelineExecutor
+
+    activate = settings.env_command or f"source {Path(sys.prefix) / 'bin' / 'activate'}"
+    previous = None
+    for name, step in [*((n, STEPS[n](plan)) for n in passes(plan)), ("finish", FinishBuild(finish))]:
+        previous = SlurmPipelineExecutor(
+            pipeline=[step], tasks=1 if name == "finish" else plan.pass_tasks(name), time=settings.time,
+            partition=settings.partition, cpus_per_task=settings.cpus_per_task,
+            mem_per_cpu_gb=settings.mem_per_cpu_gb, workers=settings.max_running, job_name=f"codemix-{name}",
+            env_command=f"{activate}\nexport TOKENIZERS_PARALLELISM=false", depends=previous,
+            logging_dir=str(Path(plan.work) / name), slurm_logs_folder=str(Path(plan.work) / "slurm" / name),
+            with_srun=False,
+        )
+    previous.run()  # launches the ones it depends on first
+    return str(previous.job_id)
