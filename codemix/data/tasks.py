@@ -5,7 +5,7 @@ executor whose tasks datatrove marks complete (`<work>/<pass>/completions/<rank>
 re-runs only the tasks that did not finish:
 
     scan    (one task per slice, only with dedup on)  read, clean, hash each kept document into
-            DEDUP_BUCKETS bucket files by hash
+            one bucket file per scan task, by hash
     decide  (one task per bucket, only with dedup on)  sort the bucket's hashes by (hash, source
             priority, slice, position) and list every one after the first as dropped: memory is one
             bucket's, whatever the corpus size, and the source earlier in the data YAML keeps a text
@@ -34,9 +34,10 @@ from codemix.data.clean import Cleaner
 from codemix.data.shards import Encoder, EncodeSettings, pack_splits
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
 
-# Hash buckets of the dedup pass: each decide task holds one bucket, 1/DEDUP_BUCKETS of all hashes
-# (20 bytes a document: about 330 MB per bucket at the paper's ~4 billion documents).
-DEDUP_BUCKETS = 64
+# The dedup pass has a hash bucket per scan task (a slice is at most task_bytes of input), so a decide
+# task holds about one slice's worth of hashes (24 bytes a document), up to MAX_BUCKETS: every scan task
+# writes a file per bucket. At the paper's ~4 billion documents a bucket of 256 is about 380 MB.
+MAX_BUCKETS = 256
 PASSES = ("scan", "decide", "pack")
 COUNTS_FILE = "counts.json"
 _HASH = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("source", "<u2"), ("slice", "<u4"), ("position", "<u4")])
@@ -61,8 +62,12 @@ class BuildPlan:
 
     def pass_tasks(self, name: str) -> int:
         if name == "decide":
-            return DEDUP_BUCKETS
+            return self.buckets
         return len(self.tasks) if name == "scan" else len(self.pack_ranks())
+
+    @property
+    def buckets(self) -> int:
+        return min(len(self.tasks), MAX_BUCKETS)
 
     def pack_ranks(self) -> list[int]:
         return [rank for rank, task in enumerate(self.tasks) if task.source in self.build]
@@ -128,9 +133,9 @@ class ScanSlice(_PlanStep):
             digest = xxhash.xxh3_128_intdigest(text.encode("utf-8"))
             rows.append((digest >> 64, digest & (2**64 - 1), task.source, task.part.index, position))
         hashes = np.array(rows, dtype=_HASH)
-        bucket_of = hashes["hi"] % DEDUP_BUCKETS
-        for bucket in range(DEDUP_BUCKETS):
-            np.save(out / f"{bucket:03d}.npy", hashes[bucket_of == bucket])
+        bucket_of = hashes["hi"] % self.plan.buckets
+        for bucket in range(self.plan.buckets):
+            np.save(out / f"{bucket:05d}.npy", hashes[bucket_of == bucket])
         self.stat_update("documents", value=len(hashes))
         yield from ()
 
@@ -143,7 +148,7 @@ class DecideBucket(_PlanStep):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         root = Path(self.plan.work)
-        parts = sorted((root / "hashes").glob(f"*/*/{rank:03d}.npy"))
+        parts = sorted((root / "hashes").glob(f"*/*/{rank:05d}.npy"))
         hashes = np.concatenate([np.load(p) for p in parts]) if parts else np.empty(0, dtype=_HASH)
         order = np.lexsort((hashes["position"], hashes["slice"], hashes["source"], hashes["lo"], hashes["hi"]))
         hashes = hashes[order]
@@ -153,7 +158,7 @@ class DecideBucket(_PlanStep):
         for column in _DROP.names:
             drop[column] = hashes[column][repeat]
         (root / "drop").mkdir(exist_ok=True)
-        np.save(root / "drop" / f"{rank:03d}.npy", drop)
+        np.save(root / "drop" / f"{rank:05d}.npy", drop)
         self.stat_update("duplicates", value=len(drop))
         yield from ()
 
