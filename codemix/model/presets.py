@@ -12,7 +12,7 @@ Every preset: SwiGLU, no biases, rotary positions (theta 10,000), tied embedding
 Counts are what `codemix.model.sizes.parameter_count` computes (tests check them against this table
 and against allocated / meta-device models).
 
-The study (see /work/shared/PAPER.md) states only: parallel attention + MLP blocks, SwiGLU, no biases,
+The study (docs/STUDY.md) states only: parallel attention + MLP blocks, SwiGLU, no biases,
 a 256,000-token BPE vocabulary, ~470M and ~2.8B parameters. Widths and depths follow its reading
 of Cohere's public design (LayerNorm without bias, rotary, tied embeddings): 1024 x 16 and
 2560 x 27. Heads are 128 wide (the widest flash-attention tile on H100s); attention is plain
