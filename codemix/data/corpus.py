@@ -42,7 +42,12 @@ def read_json(path: Path) -> dict:
 
 
 def resolve_corpus(name_or_path: str | os.PathLike, home: str | os.PathLike | None = None) -> Path:
-    """A corpus argument is a path when it exists or looks like one, else a name under corpora_dir(home)."""
+    """A corpus argument is a path when it exists or looks like one, else a name under corpora_dir(home);
+    a remote url (s3://...) is fetched into its local cache, whose path is returned."""
+    from codemix.data.remote import cache_folder, fetch_corpus, is_remote
+
+    if is_remote(str(name_or_path)):
+        return fetch_corpus(str(name_or_path), cache_folder(str(name_or_path), corpora_dir(home)))
     candidate = Path(name_or_path)
     looks_like_path = candidate.is_absolute() or len(candidate.parts) > 1 or str(name_or_path).startswith(".")
     if candidate.exists() or looks_like_path:
@@ -105,8 +110,20 @@ class Corpus:
         if split not in SPLITS:
             raise ConfigError(f"unknown split '{split}' (splits: {', '.join(SPLITS)})")
         folder = self.path / source_name / split
-        check_shards(folder)
+        check_shards(folder, complete=self.remote is None or split == "val")
         return folder
+
+    @property
+    def remote(self) -> str | None:
+        """The url this corpus was fetched from (its training shards stream from there), else None."""
+        from codemix.data.remote import REMOTE_FILE
+
+        path = self.path / REMOTE_FILE
+        return read_json(path)["remote"] if path.is_file() else None
+
+    def split_remote(self, source_name: str, split: str) -> str | None:
+        """Where streaming downloads the split's shards from, for a fetched corpus; None for a local one."""
+        return None if self.remote is None else f"{self.remote}/{source_name}/{split}"
 
     def tokenizer(self):
         from tokenizers import Tokenizer
@@ -117,9 +134,10 @@ class Corpus:
         return f"Corpus({self.name!r}, path={str(self.path)!r}, sources={self.source_names})"
 
 
-def check_shards(split_dir: Path) -> None:
+def check_shards(split_dir: Path, complete: bool = True) -> None:
     """Refuse a split whose shard files are missing or not the size its index.json records: a
-    truncated shard otherwise surfaces mid-training as streaming's "sample index not present"."""
+    truncated shard otherwise surfaces mid-training as streaming's "sample index not present".
+    `complete` False: shards not downloaded yet (a remote corpus's) are not missing."""
     index_path = split_dir / "index.json"
     if not index_path.is_file():
         raise ConfigError(f"{index_path}: missing; rebuild the corpus with `codemix data build`")
@@ -127,7 +145,7 @@ def check_shards(split_dir: Path) -> None:
         raw = shard["raw_data"]
         path = split_dir / raw["basename"]
         size = path.stat().st_size if path.is_file() else None
-        if size != raw["bytes"]:
+        if size != raw["bytes"] and (complete or size is not None):
             found = "missing" if size is None else f"{size} bytes"
             raise ConfigError(f"{path}: {found}, {index_path.name} records {raw['bytes']} bytes: a truncated or "
                               "altered shard; rebuild the source with `codemix data build`")

@@ -236,7 +236,8 @@ class MixtureDataModule(L.LightningDataModule):
         drawn = self.plan.drawn
         with _streaming_world(getattr(self, "trainer", None)):
             streams = [
-                Stream(local=str(self.corpus.split_dir(p.source.name, "train")), choose=p.samples) for p in drawn
+                Stream(local=str(self.corpus.split_dir(p.source.name, "train")),
+                       remote=self.corpus.split_remote(p.source.name, "train"), choose=p.samples) for p in drawn
             ]
             dataset = SourceTaggedDataset(
                 streams=streams,
