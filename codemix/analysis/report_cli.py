@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise ConfigError(f"--resamples {args.resamples}: must be at least 1")
     out = args.out or reports_dir(args.home) / "report"
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:  # before any work: the report is a folder of files
+        raise ConfigError(f"{out}: {blocked} is a file, not a folder; give --out a folder for the report")
     report = build_report(args.run_dirs, out, args.baseline, args.winrate,
                           BootstrapOptions(resamples=args.resamples, seed=args.seed))
     print(report.markdown.read_text())

@@ -15,14 +15,19 @@ T = TypeVar("T")
 
 
 def read_yaml(path: str | Path) -> DictConfig:
-    """Parse one YAML file into a DictConfig; a missing file or bad YAML names the file."""
+    """Parse one YAML file into a DictConfig; a missing, unreadable or binary file, or bad YAML, is a
+    one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
         cfg = OmegaConf.load(path)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason}); expected YAML") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read: {err.strerror}") from err
     except (YAMLError, OmegaConfBaseException) as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(err)}") from err
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(cfg).__name__}")
     return cfg
@@ -62,3 +67,8 @@ def load_typed(schema: type[T], path: str | Path, overrides: list[str] | None = 
 
 def _reason(err: OmegaConfBaseException) -> str:
     return str(err).splitlines()[0]
+
+
+def _one_line(err: Exception) -> str:
+    """A YAML parser's message (problem, then where, over several lines) as one line."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())

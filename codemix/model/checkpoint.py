@@ -55,7 +55,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"
             raise ConfigError(f"{path}: not a pretrained-model folder (no {name})")
     try:
         cfg = ModelConfig.from_dict(json.loads((path / CONFIG).read_text()), origin=str(path / CONFIG))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # malformed, or not text at all
         raise ConfigError(f"{path / CONFIG}: not valid JSON: {err}") from err
     try:
         state = load_file(path / WEIGHTS, device=str(device))
@@ -67,4 +67,8 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
         raise ConfigError(f"{path / WEIGHTS}: weights do not match {path / CONFIG}: {err}") from err
-    return model.eval(), cfg, Tokenizer.from_file(str(path / TOKENIZER))
+    try:
+        tokenizer = Tokenizer.from_file(str(path / TOKENIZER))
+    except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for any unreadable file
+        raise ConfigError(f"{path / TOKENIZER}: not a tokenizers JSON file: {str(err).splitlines()[0]}") from err
+    return model.eval(), cfg, tokenizer
