@@ -8,7 +8,7 @@ MixtureDataModule delivers against what a CPU tiny-model training step consumes,
 The text is the quickstart spec's sources, read into memory first (reading from disk is in neither
 side), at most --bytes-per-source raw UTF-8 bytes from each. Results go to stdout and to
 benchmarks/results/data_throughput_cpu.json. The loader part (benchmarks/loader_throughput.py) reads a
-built corpus (default: the quickstart, `make quickstart` builds it).
+built corpus (default: the quickstart under CODEMIX_HOME, built first when missing).
 """
 
 import argparse

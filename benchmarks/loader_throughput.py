@@ -4,7 +4,8 @@ machine: the loader keeps up when the ratio is well above 1.
 
     .venv/bin/python benchmarks/loader_throughput.py [CORPUS] [--micro-batch N] [--max-tokens N]
 
-CORPUS is a corpus name or path (default: the quickstart corpus under CODEMIX_HOME). The stage is the
+CORPUS is a corpus name or path (default: the quickstart corpus under CODEMIX_HOME, built first when
+missing). The stage is the
 corpus's natural mixture (each source weighted by its train tokens), one pass at most.
 """
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from codemix.data.corpus import Corpus, resolve_corpus
+from bench_corpus import open_bench_corpus, recorded_path  # benchmarks/ is on sys.path when run as a script
+from codemix.data.corpus import Corpus
 from codemix.data.datamodule import MixtureDataModule
 
 
@@ -95,11 +97,11 @@ def measure_loader(
 ) -> dict:
     """Loader tokens/s for each num_workers in `workers`, and (by default) the tiny model's training
     consumption as the reference, with loader/consumption ratios."""
-    corpus_path = resolve_corpus(corpus_path)
-    corpus = Corpus.open(corpus_path)
+    corpus = open_bench_corpus(corpus_path)
+    corpus_path = corpus.path
     stage = _natural_stage(corpus, micro_batch, max_tokens)
     report = {
-        "corpus": str(corpus_path),
+        "corpus": recorded_path(corpus_path),
         "seq_len": corpus.seq_len,
         "micro_batch": micro_batch,
         "stage_tokens": stage["tokens"],

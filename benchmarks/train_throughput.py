@@ -35,7 +35,7 @@ import torch
 import yaml
 
 from codemix.config.recipe import load_recipe
-from codemix.data.corpus import Corpus, resolve_corpus
+from bench_corpus import open_bench_corpus, recorded_path  # benchmarks/ is on sys.path when run as a script
 from codemix.data.datamodule import MixtureDataModule
 from codemix.model.flops import flops_per_token
 from codemix.train.callbacks import peak_flops
@@ -138,7 +138,7 @@ def cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="quickstart", help="corpus name or path (default: quickstart)")
+    parser.add_argument("--corpus", default="quickstart", help="corpus name or path (default: quickstart, built first when missing)")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--micro-batch", type=int, default=8)
@@ -148,8 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--vocab-size", type=int, help="model vocabulary (default: the corpus's), e.g. 256000")
     args = parser.parse_args(argv)
+    if args.steps < WARMUP_STEPS + 2:  # the timing needs two steps after the warm-up
+        parser.error(f"--steps {args.steps}: at least {WARMUP_STEPS + 2}")
 
-    corpus = Corpus.open(resolve_corpus(args.corpus))
+    corpus = open_bench_corpus(args.corpus)
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "versions": package_versions(),
-        "config": {**vars(args), "corpus": str(corpus.path), "seq_len": corpus.seq_len,
+        "config": {**vars(args), "corpus": recorded_path(corpus.path), "seq_len": corpus.seq_len,
                    "model": training.model_cfg.to_dict(), "timed_steps": args.steps - WARMUP_STEPS - 1},
         "tokens_per_s": {"lightning": lightning, "bare": bare},
         "best_tokens_per_s": {"lightning": max(lightning), "bare": max(bare)},
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         # None where the peak table has no figure (CPU, fp32, unlisted GPUs)
         "mfu": {"lightning": max(lightning) * per_token / peak, "bare": max(bare) * per_token / peak} if peak else None,
         "peak_flops": peak,
-        "command": shlex.join([sys.executable, *sys.argv]),
+        "command": shlex.join([".venv/bin/python", *sys.argv]),
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"train_throughput_{device.type}.json"
