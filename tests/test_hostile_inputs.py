@@ -89,3 +89,15 @@ def _assert_one_error_naming(code: int, capsys: pytest.CaptureFixture, path: Pat
     assert code == 2, err
     assert err.startswith("codemix: error: ") and err.count("\n") == 1, err
     assert str(path) in err and "Traceback" not in err, err
+
+
+def test_the_console_script_prints_no_traceback_for_a_binary_recipe(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "recipe.yaml"
+    bad.write_bytes(BINARY)
+    run = subprocess.run([sys.executable, "-m", "codemix.cli", "train", str(bad), "--home", str(tmp_path / "home")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.splitlines() == [run.stderr.strip()], run.stderr
+    assert run.stderr.startswith(f"codemix: error: {bad}: not a UTF-8 text file")
