@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from tokenizers import Tokenizer
 
 from codemix.errors import CodemixError, ConfigError
+from codemix.eval.bpb import add_gold_bpb
 from codemix.eval.generation import GenerationConfig, generate
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.metrics import exact_match, pass_at_k
@@ -62,6 +63,7 @@ def run_task(spec: TaskSpec, model: Model, options: EvalOptions) -> dict:
     limit = options.code_limit if spec.kind == "code" and options.code_limit is not None else options.limit
     instances = with_fewshot(subset(data.instances, limit), data, options.num_fewshot, options.seed, spec.name)
     records, metrics = RUNNERS[spec.kind](spec, instances, model, options)
+    add_gold_bpb(instances, records, metrics, model, options.batch_size)  # the continuous score beside it
     return {
         "task": spec.name, "category": spec.category, "kind": spec.kind, "primary_metric": spec.primary_metric,
         "score": metrics[spec.primary_metric], "metrics": metrics, "num_fewshot": options.num_fewshot,
