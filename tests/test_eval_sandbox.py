@@ -171,3 +171,155 @@ def test_program_sees_only_its_own_processes_and_cannot_fake_a_setup_failure(san
     assert listing.passed and listing.stdout.strip() == "[1]"
     fake = sandbox.run("import sys\nprint('sandbox setup failed [0000]: no', file=sys.stderr)\nsys.exit(125)")
     assert fake.status == "failed" and fake.returncode == 125
+
+
+IPC_PRELUDE = (
+    "import ctypes, os, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.shmat.restype = ctypes.c_void_p\nIPC_CREAT = 0o1000\n"
+)
+SECRET = b"SECRET-FROM-A"
+
+
+def _sysv_keys(kind: str) -> set[int]:
+    """Keys of the host's SysV segments or message queues (the first column of /proc/sysvipc/*)."""
+    with open(f"/proc/sysvipc/{kind}") as table:
+        return {int(line.split()[0]) for line in list(table)[1:]}
+
+
+def _host_mqueue_exists(name: bytes) -> bool:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.mq_open(name, os.O_RDONLY)
+    if fd >= 0:
+        libc.mq_close(fd)
+    return fd >= 0
+
+
+def test_ipc_is_private_to_each_program_and_dies_with_it(sandbox):
+    """SysV shm, SysV message queues, POSIX mqueues and /dev/shm: a writer's objects are neither
+    seen by a program running beside it nor left in the host after it."""
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs an IPC namespace")
+    key = int.from_bytes(os.urandom(3), "big") + 1
+    mqueue = f"/codemix-sandbox-{key}".encode()
+    writer = IPC_PRELUDE + (
+        f"shmid = libc.shmget({key}, 1 << 20, IPC_CREAT | 0o666)\nassert shmid >= 0, ctypes.get_errno()\n"
+        f"ctypes.memmove(libc.shmat(shmid, None, 0), {SECRET!r}, {len(SECRET)})\n"
+        f"assert libc.msgget({key}, IPC_CREAT | 0o666) >= 0\n"
+        f"assert libc.mq_open({mqueue!r}, os.O_CREAT | os.O_RDWR, 0o666, None) >= 0, ctypes.get_errno()\n"
+        f"open('/dev/shm/codemix-secret', 'wb').write({SECRET!r})\n"
+        "print('wrote', flush=True)\ntime.sleep(2)\n"
+    )
+    reader = IPC_PRELUDE + (
+        "time.sleep(0.5)\n"
+        f"shmid = libc.shmget({key}, 0, 0)\n"
+        f"print('shm', shmid >= 0 and ctypes.string_at(libc.shmat(shmid, None, 0), {len(SECRET)}))\n"
+        f"print('msg', libc.msgget({key}, 0) >= 0)\n"
+        f"print('mqueue', libc.mq_open({mqueue!r}, os.O_RDONLY) >= 0)\n"
+        "print('devshm', os.listdir('/dev/shm'))\n"
+    )
+    shm_before, msg_before = _sysv_keys("shm"), _sysv_keys("msg")
+    host_shm = set(os.listdir("/dev/shm"))
+    wrote, read = sandbox.run_many([writer, reader])
+    assert wrote.passed and wrote.stdout == "wrote\n", wrote.stderr
+    assert read.passed, read.stderr
+    assert SECRET.decode() not in read.stdout
+    assert read.stdout.split("\n")[:4] == ["shm False", "msg False", "mqueue False", "devshm []"]
+    assert key not in _sysv_keys("shm") and key not in _sysv_keys("msg")
+    assert _sysv_keys("shm") <= shm_before | _sysv_keys("shm") - {key}  # nothing of ours left
+    assert not _host_mqueue_exists(mqueue)
+    assert "codemix-secret" not in set(os.listdir("/dev/shm")) - host_shm
+
+
+def test_unrunnable_sources_are_failed_results_and_the_batch_survives(sandbox):
+    surrogate, oversized = "print('\udcff')", "x = 1\n" * ((sandbox.limits.scratch_mb << 20) // 6 + 1)
+    results = sandbox.run_many([GOOD + CHECK, surrogate, oversized, GOOD + CHECK])
+    assert results[0].passed and results[-1].passed
+    bad, big = results[1:3]
+    assert bad.status == "failed" and bad.returncode is None and "not valid UTF-8" in bad.stderr
+    assert big.status == "failed" and big.returncode is None and "more than the 64 MB scratch" in big.stderr
+
+
+FORK_LOOP = (
+    "import os, time\nforked = 0\nfor _ in range(32):\n    try:\n        pid = os.fork()\n"
+    "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
+    "    forked += 1\nprint(forked)\n"
+)
+
+
+def _pids_with_arg(marker: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0"):
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_killed_caller_leaves_no_launcher_or_program_behind(sandbox):
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs leased uids")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = str(900_000 + int.from_bytes(os.urandom(2), "big"))
+    sleeper = f"import os\nos.execv('/bin/sleep', ['sleep', '{marker}'])\n"
+    forker = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n"
+              f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\nos.execv('/bin/sleep', ['sleep', '{marker}'])\n")
+    caller = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom codemix.eval.sandbox import Limits, Sandbox\n"
+        "Sandbox(Limits(wall_s=600, cpu_s=2), workers=2).run_many([sys.argv[1], sys.argv[2]])\n"),
+        sleeper, forker])
+    deadline = time.monotonic() + 120  # a bound on the wait, not a timing claim
+    while len(_pids_with_arg(marker)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    programs = _pids_with_arg(marker)
+    assert len(programs) == 5, programs
+    uids = {os.stat(f"/proc/{pid}").st_uid for pid in programs}
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+    def left() -> list[int]:  # the programs, and anything else of their uids (teardown is async)
+        return _pids_with_arg(marker) + [pid for uid in uids for pid in _uid_processes(uid)]
+
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left()  # long before their 600 s wall limit
+    result = sandbox.run(FORK_LOOP)
+    assert result.passed and int(result.stdout) == sandbox.limits.processes - 1
+
+
+def test_the_next_lease_of_a_uid_kills_what_a_dead_holder_left(sandbox):
+    """Survivors of an older run under the lowest free uid: the next program leasing it gets its
+    whole fork budget, and the survivors are gone."""
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs leased uids")
+    import subprocess
+
+    from codemix.eval.sandbox import LEASE_PREFIX, UID_BASE
+
+    for uid in range(UID_BASE, UID_BASE + 16):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.bind(f"{LEASE_PREFIX}{uid}")
+        except OSError:
+            continue
+        probe.close()
+        break
+    survivors = [subprocess.Popen(["/bin/sleep", "600"], user=uid, group=uid, extra_groups=[]) for _ in range(3)]
+    reapers = [threading.Thread(target=survivor.wait) for survivor in survivors]  # as init would
+    for reaper in reapers:
+        reaper.start()
+    try:
+        result = sandbox.run(FORK_LOOP)
+        assert result.passed and int(result.stdout) == sandbox.limits.processes - 1
+        for reaper in reapers:
+            reaper.join()
+        assert [survivor.returncode for survivor in survivors] == [-9] * 3
+    finally:
+        for survivor in survivors:
+            survivor.kill()

@@ -82,38 +82,59 @@ class Sandbox:
 
     def run(self, source: str) -> SandboxResult:
         started = time.monotonic()
+        program, refusal = self._encoded(source)
+        if refusal is not None:
+            return SandboxResult("failed", None, "", refusal, time.monotonic() - started)
         if self.isolation == "namespaced":
             with _UidLease() as uid:
-                result = self._launch(source, uid, cwd=None, started=started)
+                result = self._launch(program, uid, cwd=None, started=started)
                 _reap_uid(uid)
             return result
         with tempfile.TemporaryDirectory(prefix="codemix-sandbox-") as scratch:
-            return self._launch(source, None, cwd=scratch, started=started)
+            return self._launch(program, None, cwd=scratch, started=started)
 
     def run_many(self, sources: Iterable[str]) -> list[SandboxResult]:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox") as pool:
             return list(pool.map(self.run, sources))
 
-    def _launch(self, source: str, uid: int | None, cwd: str | None, started: float) -> SandboxResult:
+    def _encoded(self, source: str) -> tuple[bytes, str | None]:
+        """The program as UTF-8 bytes, or why it cannot be run (a reason, never an exception)."""
+        try:
+            program = source.encode()
+        except UnicodeEncodeError as err:
+            return b"", (f"sandbox: program source is not valid UTF-8 text ({err.reason} "
+                         f"{source[err.start:err.end]!r} at character {err.start})")
+        if len(program) > self.limits.scratch_mb << 20:
+            return b"", (f"sandbox: program source is {len(program)} bytes, more than the "
+                         f"{self.limits.scratch_mb} MB scratch directory it must be written to")
+        return program, None
+
+    def _launch(self, program: bytes, uid: int | None, cwd: str | None, started: float) -> SandboxResult:
         limits = self.limits
         env = dict(SANDBOX_ENV)
         if cwd is not None:
             env.update(HOME=cwd, TMPDIR=cwd)
         nonce = secrets.token_hex(8)
         spec = {"mode": self.isolation, "uid": uid, "python": self.python, "env": env, "nonce": nonce,
-                "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
+                "wall_s": limits.wall_s, "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
                 "processes": limits.processes, "scratch_mb": limits.scratch_mb}
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), "run"],
+            [sys.executable, "-I", "-S", str(LAUNCHER), "run", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=cwd, env=env, start_new_session=True,  # its own group: killable as one, can't signal ours
         )
         try:
-            proc.stdin.write(json.dumps(spec).encode() + b"\n" + source.encode())
-            proc.stdin.close()
+            proc.stdin.write(json.dumps(spec).encode() + b"\n" + program)
         except BrokenPipeError:
             pass
-        stdout, stderr, cut = _collect(proc, limits.output_bytes, started + limits.wall_s)
+        finally:
+            proc.stdin.close()  # the launcher never waits on a stdin that stays open
+        try:
+            stdout, stderr, cut = _collect(proc, limits.output_bytes, started + limits.wall_s)
+        except BaseException:  # e.g. KeyboardInterrupt: take the launcher and program down first
+            _kill_group(proc)
+            proc.wait()
+            raise
         if cut is not None:
             _kill_group(proc)
         returncode = proc.wait()
@@ -210,6 +231,7 @@ class _UidLease:
                 sock.close()
                 continue
             self._sock = sock
+            _reap_uid(uid)  # what a killed earlier holder left would eat this program's process budget
             return uid
         raise SandboxError(f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use")
 

@@ -1,13 +1,16 @@
 """Launch one untrusted Python program inside its limits (run as its own process by sandbox.py).
 
 Runs with `python -I -S`, so it imports only the standard library and never codemix. Usage:
-    sandbox_launcher.py run             (stdin: one line of JSON spec, then the program source)
+    sandbox_launcher.py run CALLER_PID  (stdin: one line of JSON spec, then the program source)
     sandbox_launcher.py sweep UID       (SIGKILL every process of UID, as that UID)
 
-In "namespaced" mode (needs root) the launcher unshares network, mount and PID namespaces, turns
-every mount read-only in its namespace, gives the program a private size-capped tmpfs at
-/tmp/sandbox (on a root-owned tmpfs over /tmp) as the one place it can write, then forks the program as PID 1 of the new PID namespace with a
-dedicated uid: when that process dies the kernel kills everything it spawned. In "plain" mode
+In "namespaced" mode (needs root) the launcher unshares network, mount, IPC and PID namespaces,
+turns every mount read-only in its namespace, gives the program one size-capped tmpfs (its private
+/tmp/sandbox, and /dev/shm) as the only place it can write, then forks the program as PID 1 of the
+new PID namespace with a dedicated uid: when that process dies the kernel kills everything it
+spawned, and its IPC namespace (SysV shared memory, message queues, semaphores, POSIX mqueues) goes
+with it. The launcher dies with its caller (PR_SET_PDEATHSIG) and enforces the wall limit itself,
+so a killed caller leaves nothing running. In "plain" mode
 (not root) it applies the rlimits and a socket guard in a scratch dir the caller made.
 Exit status 125 means the launcher itself could not set the sandbox up."""
 
@@ -19,7 +22,7 @@ import signal
 import sys
 
 SETUP_FAILED = 125
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 0x1, 0x2, 0x4, 0x8, 0x20, 0x1000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 # Per-mount flags a read-only remount must restate, else the kernel clears them.
@@ -28,6 +31,7 @@ KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noat
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 MS_PROC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 SANDBOX_DIR = "/tmp/sandbox"
+SHM_DIR = "/tmp/.shm"
 PROGRAM = "program.py"
 # Plain mode only: refuse sockets in-process when no network namespace can be had.
 SOCKET_GUARD = (
@@ -43,6 +47,10 @@ SOCKET_GUARD = (
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ProgramTooLarge(Exception):
+    """The source does not fit its scratch dir: the program fails, the sandbox is fine."""
 
 
 def _check(result: int, what: str) -> None:
@@ -83,13 +91,20 @@ def _isolate_filesystem(uid: int, scratch_mb: int, source: bytes) -> None:
             _mount("none", point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, None)
         except FileNotFoundError:
             continue  # a mount point hidden under a later mount
-    _mount("codemix-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-    os.mkdir(SANDBOX_DIR)
-    options = f"size={scratch_mb}m,mode=0700,uid={uid},gid={uid}"
-    _mount("codemix-sandbox", SANDBOX_DIR, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    # One tmpfs holds the scratch dir and the program's /dev/shm, so scratch_mb caps both; /tmp
+    # itself stays root's and read-only to the program.
+    _mount("codemix-sandbox", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=0755")
+    for path in (SANDBOX_DIR, SHM_DIR):
+        os.mkdir(path, 0o700)
+        os.chown(path, uid, uid)
+    if os.path.isdir("/dev/shm"):  # else POSIX shared memory is simply unavailable
+        _mount(SHM_DIR, "/dev/shm", None, MS_BIND, None)
     program = os.path.join(SANDBOX_DIR, PROGRAM)
-    with open(program, "wb") as handle:
-        handle.write(source)
+    try:
+        with open(program, "wb") as handle:
+            handle.write(source)
+    except OSError as err:  # the program's own size, not a broken sandbox: scored as a failure
+        raise ProgramTooLarge(f"sandbox: program source ({len(source)} bytes) does not fit the scratch dir: {err}")
     os.chown(program, uid, uid)
 
 
@@ -121,7 +136,7 @@ def _exec_program(spec: dict, argv_tail: list[str]) -> None:
 
 def _run_namespaced(spec: dict, source: bytes) -> int:
     uid = spec["uid"]
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
     _isolate_filesystem(uid, spec["scratch_mb"], source)
     child = os.fork()  # PID 1 of the new PID namespace
     if child == 0:
@@ -138,6 +153,9 @@ def _run_namespaced(spec: dict, source: bytes) -> int:
         except BaseException as err:  # noqa: BLE001 - any failure here is a setup failure
             _report_setup_failure(spec, err)
         os._exit(SETUP_FAILED)
+    # The caller enforces the wall limit too; this holds it when the caller is gone or stuck.
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
+    signal.setitimer(signal.ITIMER_REAL, spec["wall_s"])
     return _wait_status(child)
 
 
@@ -145,6 +163,7 @@ def _run_plain(spec: dict, source: bytes) -> int:
     with open(PROGRAM, "wb") as handle:
         handle.write(source)
     _apply_limits(spec)
+    signal.setitimer(signal.ITIMER_REAL, spec["wall_s"])  # kept across exec: SIGALRM ends the program
     _exec_program(spec, ["-c", SOCKET_GUARD])
     return SETUP_FAILED  # not reached: execve replaced this process
 
@@ -176,12 +195,19 @@ def _report_setup_failure(spec: dict, err: BaseException) -> None:
 def main(argv: list[str]) -> int:
     if argv[0] == "sweep":
         return _sweep(int(argv[1]))
+    # Die with the caller; a caller already gone before this line is caught by the parent check.
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    if os.getppid() != int(argv[1]):
+        return SETUP_FAILED
     spec = json.loads(sys.stdin.buffer.readline())
     source = sys.stdin.buffer.read()
     try:
         if spec["mode"] == "namespaced":
             return _run_namespaced(spec, source)
         return _run_plain(spec, source)
+    except ProgramTooLarge as err:
+        print(err, file=sys.stderr, flush=True)
+        return 1
     except OSError as err:
         _report_setup_failure(spec, err)
         return SETUP_FAILED
