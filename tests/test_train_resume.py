@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from codemix._streaming import streaming
+from codemix._streaming import sweep_stale_shared_memory
 from codemix.train.run import train_recipe
 from codemix.train.stages import read_metrics, read_training_checkpoint
 from test_train_stages import COOLDOWN, INIT, STEP_TOKENS, write_recipe
@@ -66,7 +66,7 @@ def test_killed_run_resumes_to_identical_weights_and_token_counts(small_corpus, 
     step = kill_after_first_checkpoint(codemix_train(recipe, killed_home), killed_home)
     cooldown = stage_dir(killed_home, "cooldown")
     assert 0 < step < STEPS and not (cooldown / "lineage.json").exists(), "the kill must land mid-stage"
-    streaming.base.util.clean_stale_shared_memory()  # what the killed process left in /dev/shm
+    sweep_stale_shared_memory()  # what the killed job left in /dev/shm, and only that
 
     out = finish(codemix_train(recipe, killed_home), killed_home)
     assert "stage init [" in out and "complete, reusing" in out

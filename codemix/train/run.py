@@ -23,6 +23,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from codemix._streaming import claim_shm_namespace
 from codemix.config.recipe import load_recipe, model_config, parent_of, stage_identity, stage_order
 from codemix.config.recipe_schema import Recipe, StageConfig
 from codemix.data.corpus import CORPUS_FILE, TOKENIZER_FILE, Corpus, resolve_corpus
@@ -81,6 +82,7 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: H
                  command: str = "", until: Optional[str] = None) -> list[StageResult]:
     """Train (or reuse) the recipe's stages in order, up to and including `until` (default: all)."""
     recipe = load_recipe(path, overrides)
+    claim_shm_namespace()  # this job's own shared-memory names, before any rank or loader starts
     corpus = open_corpus(recipe, home, command)
     check_memory(recipe, corpus.vocab_size)  # before any stage's compute
     say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {corpus.name} ({corpus.path})")
