@@ -1,13 +1,19 @@
 """save_pretrained / load_pretrained: exact round trip, tied weights, atomic replace, clear errors."""
 
 import json
+import os
+import stat
+import subprocess
+import sys
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from codemix.atomic import TMP_MARK
 from codemix.errors import ConfigError
-from codemix.model.checkpoint import load_pretrained, save_pretrained
+from codemix.leftovers import sweep_leftovers
+from codemix.model.checkpoint import WEIGHTS, load_pretrained, save_pretrained
 from codemix.model.config import ModelConfig
 from codemix.model.transformer import Decoder
 
@@ -80,3 +86,29 @@ def test_missing_tokenizer_is_refused_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="no tokenizer.json"):
         save_pretrained(Decoder(small()), small(), tmp_path / "nope.json", tmp_path / "final")
     assert not (tmp_path / "final").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_folder_and_files_get_the_modes_of_any_new_file(umask, tokenizer_json, tmp_path):
+    previous = os.umask(umask)
+    try:
+        out = save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # 0755 under the usual umask, not mkdtemp's 0700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o666 & ~umask}
+
+
+def test_a_killed_writers_temporaries_are_swept_and_a_live_ones_kept(tokenizer_json, tmp_path):
+    """The temp folder is named with the writer's pid, so the next writer can tell a dead writer's."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".final{TMP_MARK}{dead.pid}-abc123"  # what a kill during save_pretrained leaves
+    killed.mkdir()
+    (killed / WEIGHTS).write_bytes(b"half the weights")
+    live = tmp_path / f".final{TMP_MARK}{os.getppid()}-def456"
+    live.mkdir()
+    assert sweep_leftovers(tmp_path / "final") == [killed]
+    assert live.is_dir() and not killed.exists()
+    save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "final"]
