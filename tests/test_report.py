@@ -75,9 +75,12 @@ def results_json(tasks: dict[str, tuple[str, str, int, int]]) -> dict:
     """`codemix eval`'s results: task -> (category, primary metric, examples, how many score 1)."""
     out = {"schema": 1, "tasks": {}, "failed": {}, "unavailable": UNAVAILABLE}
     for name, (category, metric, n, right) in tasks.items():
-        records = [{"id": f"{name}-{i}", "prompt": "...", metric: float(i < right)} for i in range(n)]
+        # a right answer's gold continuation costs 0.5 bits per byte, a wrong one's 1.5
+        records = [{"id": f"{name}-{i}", "prompt": "...", metric: float(i < right), "bpb": 1.5 - (i < right)}
+                   for i in range(n)]
         out["tasks"][name] = {"task": name, "category": category, "primary_metric": metric, "score": right / n,
-                              "metrics": {metric: right / n}, "counts": {"available": n, "scored": n},
+                              "metrics": {metric: right / n, "bpb": 1.5 - right / n},
+                              "counts": {"available": n, "scored": n},
                               "records": records}
     means = {}
     for category in ("reasoning", "knowledge", "code"):
@@ -87,6 +90,8 @@ def results_json(tasks: dict[str, tuple[str, str, int, int]]) -> dict:
                         for c in means}
     out["aggregate"]["nl_avg"] = {"score": (means["reasoning"] + means["knowledge"]) / 2}
     out["aggregate"]["total_avg"] = {"score": sum(means.values()) / 3}
+    out["aggregate_bpb"] = {c: {"score": 1.5 - v} for c, v in means.items()}
+    out["aggregate_bpb"]["total_avg"] = {"score": 1.5 - sum(means.values()) / 3}
     return out
 
 
@@ -203,10 +208,16 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     code = deltas[("tiny-balanced-to-text", "cpt", "code")]  # the baseline's pass@1 is 0: points, no ratio
     assert code["relative_pct"] == "" and float(code["delta_pts"]) == pytest.approx(10.0)
     assert not any(arm == "tiny-text-only" for arm, _, _ in deltas)
+    bpb = deltas[("tiny-balanced-to-text", "cpt", "reasoning bpb")]  # in bits: 1.5 - 0.6 against 1.5 - 0.55
+    assert float(bpb["delta_pts"]) == pytest.approx(-0.05) and float(bpb["delta_pts_high"]) < 0
+    assert float(table[3]["reasoning_bpb"]) == pytest.approx(0.9)
 
     markdown = (out / "report.md").read_text()
     assert "| tiny-balanced-to-text | cpt | +590K | +65.5K | 60.0 | 12.0 | 36.0 | 10.0 | 27.3 |" in markdown
-    assert "| tiny-text-only | pt | 1.31M | - | 55.0 | 10.0 | 32.5 | 0.0 | 21.7 |" in markdown
+    assert "| tiny-text-only | pt | 1.31M | - | 55.0 | 10.0 | 32.5 | 0.0 | 21.7 | 0.950 | 1.400 | 1.500 | 1.283 |" \
+        in markdown
+    assert "| reasoning bpb | knowledge bpb | code bpb | total avg bpb |" in markdown
+    assert "interval excludes zero:" in markdown and "in the bits-per-byte columns" in markdown
     assert "not evaluated (no eval/results.json): tiny-balanced-to-text/init" in markdown
     assert "tiny-sweep-code-50/pt is the same stage as tiny-balanced-to-text/cpt" in markdown
     assert "quac, storycloze" in markdown

@@ -7,6 +7,7 @@ score per example of every task. `codemix eval` writes (codemix/eval/harness.py,
                       "score": 0.61, "records": [{"id": ..., "<primary_metric>": 1.0, ...}, ...]}},
      "aggregate": {"reasoning": {"score": 0.52, "tasks": [...], "missing": [...]}, "knowledge": {...},
                    "code": {...}, "nl_avg": {"score": ...}, "total_avg": {"score": ...}},
+     "aggregate_bpb": {the same keys, over each task's "bpb" metric; records carry "bpb" too},
      "failed": {name: {"error": ...}}, "unavailable": {name: reason},
      "heldout": {"corpus": path, "sources": {source: {"kind": ..., "loss": ..., "bits_per_byte": ...}}}, ...}
 
@@ -22,6 +23,7 @@ from codemix.errors import ConfigError
 
 CATEGORIES = ("reasoning", "knowledge", "code")
 AVERAGES = {"nl_avg": ("reasoning", "knowledge"), "total_avg": ("reasoning", "knowledge", "code")}
+BPB_SUFFIX = "_bpb"  # "reasoning_bpb": the category's mean bits per byte of the gold continuation
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,15 @@ class TaskScores:
     metric: str
     score: float
     examples: dict[str, float]  # example id -> its score under the task's primary metric
+    bpb_examples: dict[str, float] = field(default_factory=dict)  # example id -> gold bits per byte
 
 
 @dataclass(frozen=True)
 class EvalScores:
     path: Path
     tasks: dict[str, TaskScores]
-    # "reasoning", "knowledge", "code", "nl_avg", "total_avg" -> score, None when not computable.
+    # "reasoning", "knowledge", "code", "nl_avg", "total_avg" -> score, None when not computable;
+    # the same names + BPB_SUFFIX -> mean bits per byte (absent in results written before it existed).
     summary: dict[str, float | None]
     missing: dict[str, list[str]] = field(default_factory=dict)  # category -> study tasks not scored
     heldout_bpb: dict[str, float] = field(default_factory=dict)  # source -> held-out bits per byte
@@ -52,6 +56,8 @@ def read_eval_results(path: Path) -> EvalScores:
         tasks = {name: _task(task) for name, task in raw["tasks"].items()}
         aggregate = raw["aggregate"]
         summary = {name: _score(aggregate.get(name)) for name in (*CATEGORIES, *AVERAGES)}
+        bpb = raw.get("aggregate_bpb") or {}
+        summary.update({name + BPB_SUFFIX: _score(bpb.get(name)) for name in (*CATEGORIES, *AVERAGES)})
         missing = {name: list(aggregate.get(name, {}).get("missing", [])) for name in CATEGORIES}
         heldout = {source: float(entry["bits_per_byte"])
                    for source, entry in (raw.get("heldout") or {}).get("sources", {}).items()}
@@ -62,8 +68,10 @@ def read_eval_results(path: Path) -> EvalScores:
 
 def _task(task: dict) -> TaskScores:
     metric = task["primary_metric"]
-    examples = {str(record["id"]): float(record[metric]) for record in task.get("records", [])}
-    return TaskScores(task["category"], metric, float(task["score"]), examples)
+    records = task.get("records", [])
+    examples = {str(record["id"]): float(record[metric]) for record in records}
+    bpb = {str(record["id"]): float(record["bpb"]) for record in records if "bpb" in record}
+    return TaskScores(task["category"], metric, float(task["score"]), examples, bpb)
 
 
 def _score(entry: dict | None) -> float | None:

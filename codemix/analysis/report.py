@@ -5,6 +5,7 @@ and PNG figures in one output directory (every file written atomically).
                       intervals, win-rates, figures, and what the scores do not cover
     table2.csv        one row per stage: tokens (per kind, and as the study's text/code columns), scores
     deltas.csv        one row per stage and score: absolute and relative delta with their intervals
+                      (the *_bpb scores in bits per byte of the gold continuation, the others in %)
     heldout.csv       held-out bits per byte per stage and source (when the evaluation measured it)
     winrates.csv      one row per judged pair (when win-rate files are given)
     figures/          loss_curves.png (validation loss per source along each arm), score_<name>.png"""
@@ -20,7 +21,7 @@ from codemix.analysis.bootstrap import Interval, fmt_interval
 from codemix.analysis.curves import curves_by_arm
 from codemix.analysis.plots import loss_curves_figure, score_figure
 from codemix.analysis.runs import StageRun, find_stages, latest_per_stage
-from codemix.analysis.table import SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
+from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
 from codemix.analysis.winrates import WinRate, read_winrates
 from codemix.atomic import write_text_atomic
 
@@ -75,14 +76,27 @@ def fmt_tokens(tokens: float, added: bool) -> str:
     return f"+{text}" if added else text
 
 
+TABLE_BPB = ("reasoning_bpb", "knowledge_bpb", "code_bpb", "total_avg_bpb")
+
+
 def _pct(score: float | None) -> str:
     return "-" if score is None else f"{100 * score:.1f}"
+
+
+def _bits(score: float | None) -> str:
+    return "-" if score is None else f"{score:.3f}"
+
+
+def _cell(row: Row, score: str) -> str:
+    return _bits(row.score(score)) if score in BPB_SCORES else _pct(row.score(score))
 
 
 def _delta_cell(row: Row, score: str) -> str:
     delta = row.deltas.get(score)
     if delta is None:
         return "-"
+    if score in BPB_SCORES:  # bits per byte: the change in bits, lower is better
+        return fmt_interval(delta.absolute, digits=3)
     if delta.relative.estimate is None:  # the baseline scores 0: only the change in points means something
         return fmt_interval(_scaled(delta.absolute, 100), unit=" pts")
     return fmt_interval(delta.relative, unit="%")
@@ -102,16 +116,21 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
         f"written {datetime.now(timezone.utc).isoformat(timespec='seconds')}.", "",
         "Scores are percentages (accuracy, exact match, pass@1) in the layout of the study's Table 2; "
         "token columns count what each stage trained on ('+' = on top of its parent; markup, "
-        "code-adjacent and synthetic count as code, high-quality text as text).", "",
+        "code-adjacent and synthetic count as code, high-quality text as text). The bpb columns are "
+        "the continuous twins: mean bits per byte of each example's gold continuation (lower is better), "
+        "which separate small models whose accuracy sits at chance.", "",
+        *_significance(rows, options), "",
         "## Table 2", "",
-        "| arm | stage | text | code | reasoning | knowledge | NL avg | code | total avg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| arm | stage | text | code | reasoning | knowledge | NL avg | code | total avg | "
+        + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(TABLE_BPB),
     ]
     for row in rows:
         text, code = row.run.text_and_code_tokens()
         added = row.run.parent_identity is not None
         lines.append(f"| {row.run.arm} | {row.run.stage} | {fmt_tokens(text, added)} | {fmt_tokens(code, added)} | "
-                     + " | ".join(_pct(row.score(s)) for s in ("reasoning", "knowledge", "nl_avg", "code", "total_avg"))
+                     + " | ".join(_cell(row, s) for s in ("reasoning", "knowledge", "nl_avg", "code", "total_avg",
+                                                          *TABLE_BPB))
                      + " |")
     lines += ["", "## Change against the text-only baseline", ""]
     if baseline is None:
@@ -123,15 +142,17 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
             f"Baseline arm: **{baseline}**. Cooldown stages are compared with its cooldown, the others with "
             "its last stage before the cooldown. Relative change in % (in points where the baseline scores 0), "
             f"with a paired bootstrap {options.level:.0%} interval over examples "
-            f"({options.resamples} resamples, seed {options.seed}).", "",
-            "| arm | stage | vs | reasoning | knowledge | NL avg | code | total avg |",
-            "|---|---|---|---|---|---|---|---|",
+            f"({options.resamples} resamples, seed {options.seed}); bpb columns: change in bits per byte "
+            "(negative = the gold answer became likelier).", "",
+            "| arm | stage | vs | reasoning | knowledge | NL avg | code | total avg | "
+            + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " |",
+            "|---|---|---|---|---|---|---|---|" + "---|" * len(TABLE_BPB),
         ]
         for row in rows:
             if row.deltas:
                 lines.append(f"| {row.run.arm} | {row.run.stage} | {row.baseline.run.label} | "
                              + " | ".join(_delta_cell(row, s) for s in ("reasoning", "knowledge", "nl_avg", "code",
-                                                                          "total_avg")) + " |")
+                                                                          "total_avg", *TABLE_BPB)) + " |")
     sources = _heldout_sources(rows)
     if sources:
         lines += ["", "## Held-out bits per byte", "",
@@ -153,6 +174,18 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
     lines += [f"- left out, superseded by a later stage of the same name in its arm: {run.label} ({run.path})"
               for run in superseded]
     return "\n".join(lines) + "\n"
+
+
+def _significance(rows: list[Row], options: BootstrapOptions) -> list[str]:
+    """How many deltas' intervals exclude zero, accuracy-style columns against the bpb ones."""
+    counts = {}
+    for kind, names in (("accuracy", SCORES), ("bits-per-byte", BPB_SCORES)):
+        deltas = [row.deltas[name] for row in rows for name in names if name in row.deltas]
+        counts[kind] = (sum(1 for d in deltas if d.absolute.low > 0 or d.absolute.high < 0), len(deltas))
+    if not any(total for _, total in counts.values()):
+        return []
+    return [f"Deltas whose {options.level:.0%} interval excludes zero: "
+            + ", ".join(f"{hit} of {total} in the {kind} columns" for kind, (hit, total) in counts.items()) + "."]
 
 
 def _heldout_sources(rows: list[Row]) -> list[str]:
@@ -198,6 +231,7 @@ def _table_csv(rows: list[Row]) -> str:
             "tokens_by_kind": json.dumps(run.tokens_by_kind(), sort_keys=True),
             "cumulative_tokens_by_kind": json.dumps(run.tokens_by_kind(cumulative=True), sort_keys=True),
             **{f"{s}_pct": _pct(row.score(s)) if row.score(s) is not None else "" for s in SCORES},
+            **{s: _blank(row.score(s)) for s in BPB_SCORES},
             "results": str(run.results_path) if row.scores else "",
         })
     return _csv(records)
@@ -207,10 +241,11 @@ def _deltas_csv(rows: list[Row]) -> str:
     records = []
     for row in rows:
         for score, delta in row.deltas.items():
-            absolute, relative = _scaled(delta.absolute, 100), delta.relative
+            scale = 1 if score in BPB_SCORES else 100  # bits per byte stay in bits
+            absolute, relative = _scaled(delta.absolute, scale), delta.relative
             records.append({
                 "arm": row.run.arm, "stage": row.run.stage, "baseline": row.baseline.run.label,
-                "score": SCORE_TITLES[score], "arm_pct": 100 * delta.arm, "baseline_pct": 100 * delta.base,
+                "score": SCORE_TITLES[score], "arm_pct": scale * delta.arm, "baseline_pct": scale * delta.base,
                 "delta_pts": absolute.estimate, "delta_pts_low": absolute.low, "delta_pts_high": absolute.high,
                 "relative_pct": _blank(relative.estimate), "relative_pct_low": _blank(relative.low),
                 "relative_pct_high": _blank(relative.high),

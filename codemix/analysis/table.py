@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codemix.analysis.bootstrap import Delta, Pair, paired_delta
-from codemix.analysis.eval_results import AVERAGES, CATEGORIES, EvalScores, read_eval_results
+from codemix.analysis.eval_results import AVERAGES, BPB_SUFFIX, CATEGORIES, EvalScores, TaskScores, read_eval_results
 from codemix.analysis.runs import StageRun
 from codemix.errors import ConfigError
 
@@ -22,6 +22,8 @@ COOLDOWN = "cooldown"
 SCORES = (*CATEGORIES, *AVERAGES)  # reasoning, knowledge, code, nl_avg, total_avg
 SCORE_TITLES = {"reasoning": "reasoning", "knowledge": "knowledge", "code": "code",
                 "nl_avg": "NL avg", "total_avg": "total avg"}
+BPB_SCORES = tuple(name + BPB_SUFFIX for name in SCORES)  # the continuous twins (bits per byte, lower is better)
+SCORE_TITLES.update({name + BPB_SUFFIX: f"{title} bpb" for name, title in list(SCORE_TITLES.items())})
 DEFAULT_BASELINE = re.compile(r"(^|[-_])text[-_]only$")
 
 
@@ -30,7 +32,7 @@ class Row:
     run: StageRun
     scores: EvalScores | None
     baseline: "Row | None" = None
-    deltas: dict[str, Delta] = field(default_factory=dict)  # score name -> delta vs the baseline
+    deltas: dict[str, Delta] = field(default_factory=dict)  # score name (or its _bpb twin) -> delta vs the baseline
     same_as: "Row | None" = None  # the row of another arm that is this very stage (trained once)
 
     @property
@@ -88,21 +90,31 @@ def _baseline_for(row: Row, baseline_rows: list[Row]) -> Row | None:
 
 
 def score_deltas(arm: EvalScores, base: EvalScores, options: BootstrapOptions) -> dict[str, Delta]:
-    """Each study score's delta, bootstrapped over the examples both models were scored on."""
-    pairs = {category: _pairs(arm, base, category) for category in CATEGORIES}
+    """Each study score's delta and its bits-per-byte twin's, bootstrapped over the examples both
+    models were scored on."""
     deltas = {}
-    for name in SCORES:
-        groups = [pairs[category] for category in AVERAGES.get(name, (name,))]
-        if all(groups):
-            deltas[name] = paired_delta(groups, options.resamples, options.level, options.seed)
+    for suffix, per_example in (("", _primary), (BPB_SUFFIX, _bpb)):
+        pairs = {category: _pairs(arm, base, category, per_example) for category in CATEGORIES}
+        for name in SCORES:
+            groups = [pairs[category] for category in AVERAGES.get(name, (name,))]
+            if all(groups):
+                deltas[name + suffix] = paired_delta(groups, options.resamples, options.level, options.seed)
     return deltas
 
 
-def _pairs(arm: EvalScores, base: EvalScores, category: str) -> list[Pair]:
+def _primary(task: TaskScores) -> dict[str, float]:
+    return task.examples
+
+
+def _bpb(task: TaskScores) -> dict[str, float]:
+    return task.bpb_examples
+
+
+def _pairs(arm: EvalScores, base: EvalScores, category: str, per_example=_primary) -> list[Pair]:
     """Per task of the category that both evaluated: the two models' scores on their common examples."""
     pairs = []
     for task in sorted(set(arm.tasks_of(category)) & set(base.tasks_of(category))):
-        a, b = arm.tasks[task].examples, base.tasks[task].examples
+        a, b = per_example(arm.tasks[task]), per_example(base.tasks[task])
         common = sorted(set(a) & set(b))
         if common:
             pairs.append((np.array([a[i] for i in common]), np.array([b[i] for i in common])))

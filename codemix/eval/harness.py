@@ -77,6 +77,9 @@ def evaluate(target: Target, tasks: list[TaskSpec], options: EvalOptions, comman
         progress(f"[{number}/{len(tasks)}] {spec.name}: {result['primary_metric']} = {result['score']:.4f} "
                  f"on {result['counts']['scored']} examples ({result['wall_s']} s)")
     results["aggregate"] = aggregate({name: (r["category"], r["score"]) for name, r in results["tasks"].items()})
+    # the same averages over the continuous score (bits per byte of the gold continuation, lower is better)
+    results["aggregate_bpb"] = aggregate({name: (r["category"], r["metrics"]["bpb"])
+                                          for name, r in results["tasks"].items() if "bpb" in r["metrics"]})
     if heldout_samples > 0:
         data = _guarded(results, "heldout", progress, lambda: corpus_for(target, corpus))
         if data is not None:
