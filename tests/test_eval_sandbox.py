@@ -323,3 +323,18 @@ def test_the_next_lease_of_a_uid_kills_what_a_dead_holder_left(sandbox):
     finally:
         for survivor in survivors:
             survivor.kill()
+
+
+def test_the_checkout_and_home_dirs_are_hidden(sandbox):
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs a mount namespace")
+    from codemix.eval.sandbox import _hidden_from
+
+    checkout = Path(__file__).resolve().parents[1]
+    if str(checkout) not in _hidden_from(sandbox.python):
+        pytest.skip("the program's interpreter lives in the checkout, which must then stay visible")
+    assert (checkout / "README.md").exists()
+    result = sandbox.run(f"import os\nprint(os.listdir({str(checkout)!r}), os.listdir('/root'))\n"
+                         f"open({str(checkout / 'README.md')!r})")
+    assert result.status == "failed" and result.stdout.strip() == "[] []"
+    assert "FileNotFoundError" in result.stderr

@@ -1,8 +1,8 @@
 """Run model-written Python programs in isolated processes with hard limits, many at a time.
 
-Each program runs through sandbox_launcher.py. As root (how CI runs) it gets its own network, mount
-and PID namespaces, a private tmpfs as its only writable directory, and a uid of its own leased for
-the run: RLIMIT_NPROC is counted per uid (root ignores it), so a dedicated uid makes the process
+Each program runs through sandbox_launcher.py. As root (how CI runs) it gets its own network, mount,
+IPC and PID namespaces, a private tmpfs as its only writable directory, the checkout and home
+directories hidden, and a uid of its own leased for the run: RLIMIT_NPROC is counted per uid (root ignores it), so a dedicated uid makes the process
 limit hold and keeps concurrent programs from signalling each other. Without root it falls back to
 rlimits, a scratch directory, its own session and an in-process socket guard; `isolation` says
 which one a Sandbox got. Whatever the program does, the outcome is a SandboxResult, never an
@@ -36,6 +36,9 @@ UID_BASE, UID_COUNT = 1_900_000_000, 256
 LEASE_PREFIX = "\0codemix-sandbox-uid-"  # abstract unix socket names: no file, gone with the holder
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/sandbox",
                "TMPDIR": "/tmp/sandbox"}
+# Host directories a namespaced program sees empty: this checkout (sources, data, runs) and home
+# dirs. The rest of the host stays readable (read-only): the interpreter and its libraries live there.
+HIDDEN = (str(Path(__file__).resolve().parents[2]), "/root", "/home")
 
 
 class SandboxError(CodemixError):
@@ -117,7 +120,8 @@ class Sandbox:
         nonce = secrets.token_hex(8)
         spec = {"mode": self.isolation, "uid": uid, "python": self.python, "env": env, "nonce": nonce,
                 "wall_s": limits.wall_s, "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
-                "processes": limits.processes, "scratch_mb": limits.scratch_mb}
+                "processes": limits.processes, "scratch_mb": limits.scratch_mb,
+                "hidden": _hidden_from(self.python)}
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", str(LAUNCHER), "run", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -143,6 +147,12 @@ class Sandbox:
         status = cut or _status(returncode)
         return SandboxResult(status, None if cut else returncode, stdout.decode(errors="replace"),
                              stderr.decode(errors="replace"), time.monotonic() - started)
+
+
+def _hidden_from(python: str) -> list[str]:
+    """HIDDEN less any directory the program's interpreter lives under (it must still start)."""
+    homes = {Path(python).absolute(), Path(python).resolve()}
+    return [path for path in HIDDEN if not any(home.is_relative_to(path) for home in homes)]
 
 
 def _status(returncode: int) -> str:

@@ -5,7 +5,8 @@ Runs with `python -I -S`, so it imports only the standard library and never code
     sandbox_launcher.py sweep UID       (SIGKILL every process of UID, as that UID)
 
 In "namespaced" mode (needs root) the launcher unshares network, mount, IPC and PID namespaces,
-turns every mount read-only in its namespace, gives the program one size-capped tmpfs (its private
+turns every mount read-only in its namespace, covers the directories the caller names (the
+checkout, home directories) with empty ones, gives the program one size-capped tmpfs (its private
 /tmp/sandbox, and /dev/shm) as the only place it can write, then forks the program as PID 1 of the
 new PID namespace with a dedicated uid: when that process dies the kernel kills everything it
 spawned, and its IPC namespace (SysV shared memory, message queues, semaphores, POSIX mqueues) goes
@@ -84,13 +85,16 @@ def _mounts() -> list[tuple[str, int]]:
     return mounts
 
 
-def _isolate_filesystem(uid: int, scratch_mb: int, source: bytes) -> None:
+def _isolate_filesystem(uid: int, scratch_mb: int, hidden: list[str], source: bytes) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)  # nothing below propagates to the host
     for point, flags in _mounts():
         try:
             _mount("none", point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, None)
         except FileNotFoundError:
             continue  # a mount point hidden under a later mount
+    for path in hidden:  # an empty read-only dir in place of each (the checkout, home dirs)
+        if os.path.isdir(path):
+            _mount("codemix-hidden", path, "tmpfs", MS_RDONLY | MS_PROC, "size=4k,mode=0755")
     # One tmpfs holds the scratch dir and the program's /dev/shm, so scratch_mb caps both; /tmp
     # itself stays root's and read-only to the program.
     _mount("codemix-sandbox", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=0755")
@@ -137,7 +141,7 @@ def _exec_program(spec: dict, argv_tail: list[str]) -> None:
 def _run_namespaced(spec: dict, source: bytes) -> int:
     uid = spec["uid"]
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
-    _isolate_filesystem(uid, spec["scratch_mb"], source)
+    _isolate_filesystem(uid, spec["scratch_mb"], spec["hidden"], source)
     child = os.fork()  # PID 1 of the new PID namespace
     if child == 0:
         try:
