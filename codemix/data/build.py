@@ -56,6 +56,7 @@ from codemix.data.tokenizer import (
     vocab_size,
 )
 from codemix.errors import CodemixError, ConfigError
+from codemix.leftovers import writer_alive
 
 # Bump when the on-disk format changes, so every older source is rebuilt.
 FORMAT_VERSION = 1
@@ -417,36 +418,10 @@ def _remove_stale_tmp(out: Path, progress: Progress) -> None:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and _writer_alive(pid, entry):
+        if pid != os.getpid() and writer_alive(pid, entry):
             raise CodemixError(f"{entry}: another build (pid {pid}) is writing to {out}; wait for it or stop it")
         progress(f"removing {entry.name} (left by an interrupted build)")
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-
-
-def _writer_alive(pid: int, entry: Path) -> bool:
-    """Whether process `pid` may be the build that wrote `entry`: alive, and started before `entry` was
-    last modified. A pid reused by a process started later (after a reboot, or on a busy machine) is
-    not that build."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    started = _process_start_time(pid)
-    # /proc gives the start time in clock ticks since boot; boot time has 1 s resolution
-    return started is None or started <= entry.lstat().st_mtime + 1.0
-
-
-def _process_start_time(pid: int) -> float | None:
-    """Seconds since the epoch at which `pid` started (Linux /proc), None where that is unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
-    except (OSError, StopIteration):
-        return None
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the parenthesised command
-    return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
 
 
 class _Invalidator:
