@@ -90,6 +90,7 @@ def test_killed_build_resumes_running_only_unfinished_tasks(tmp_path: Path, monk
     assert corpus_bytes(out) == corpus_bytes(reference)
 
 
+@pytest.mark.slow
 def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp_path: Path, capsys,
                                                                            monkeypatch: pytest.MonkeyPatch):
     import dill
