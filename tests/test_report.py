@@ -216,7 +216,8 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     assert "| tiny-balanced-to-text | cpt | +590K | +65.5K | 60.0 | 12.0 | 36.0 | 10.0 | 27.3 |" in markdown
     assert "| tiny-text-only | pt | 1.31M | - | 55.0 | 10.0 | 32.5 | 0.0 | 21.7 | 0.950 | 1.400 | 1.500 | 1.283 |" \
         in markdown
-    assert "| reasoning bpb | knowledge bpb | code bpb | total avg bpb |" in markdown
+    assert "| reasoning bpb | knowledge bpb | code bpb | total avg bpb | reasoning averages |" in markdown
+    assert "| 1.500 | 1.283 | 2 of 4 tasks |" in markdown  # piqa, hellaswag; quac and storycloze missing
     assert "interval excludes zero:" in markdown and "in the bits-per-byte columns" in markdown
     assert "not evaluated (no eval/results.json): tiny-balanced-to-text/init" in markdown
     assert "tiny-sweep-code-50/pt is the same stage as tiny-balanced-to-text/cpt" in markdown

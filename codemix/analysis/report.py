@@ -122,8 +122,8 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
         *_significance(rows, options), "",
         "## Table 2", "",
         "| arm | stage | text | code | reasoning | knowledge | NL avg | code | total avg | "
-        + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(TABLE_BPB),
+        + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " | reasoning averages |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * (len(TABLE_BPB) + 1),
     ]
     for row in rows:
         text, code = row.run.text_and_code_tokens()
@@ -131,7 +131,7 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
         lines.append(f"| {row.run.arm} | {row.run.stage} | {fmt_tokens(text, added)} | {fmt_tokens(code, added)} | "
                      + " | ".join(_cell(row, s) for s in ("reasoning", "knowledge", "nl_avg", "code", "total_avg",
                                                           *TABLE_BPB))
-                     + " |")
+                     + f" | {_reasoning_coverage(row)} |")
     lines += ["", "## Change against the text-only baseline", ""]
     if baseline is None:
         lines.append("No baseline: no arm is named '...text-only' and none was given with --baseline.")
@@ -174,6 +174,14 @@ def _markdown(rows: list[Row], winrates: list[WinRate], figures: list[Path], run
     lines += [f"- left out, superseded by a later stage of the same name in its arm: {run.label} ({run.path})"
               for run in superseded]
     return "\n".join(lines) + "\n"
+
+
+def _reasoning_coverage(row: Row) -> str:
+    """'9 of 11 tasks': how many of the study's reasoning tasks the reasoning column averages."""
+    if row.scores is None:
+        return "-"
+    averaged = len(row.scores.tasks_of("reasoning"))
+    return f"{averaged} of {averaged + len(row.scores.missing.get('reasoning', []))} tasks"
 
 
 def _significance(rows: list[Row], options: BootstrapOptions) -> list[str]:
