@@ -57,6 +57,48 @@ def paired_delta(groups: Sequence[Sequence[Pair]], resamples: int = 2000, level:
     return Delta(arm, base, absolute, relative)
 
 
+def seeded_delta(seeds: Sequence[Sequence[Sequence[Pair]]], resamples: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> Delta:
+    """As `paired_delta`, over runs trained once per seed: `seeds[s]` holds seed s's groups (the arm's
+    seed-s run against the baseline's seed-s run, same examples). Each resample draws seeds with
+    replacement and, inside each drawn seed, that seed's examples (paired): the interval carries the
+    run-to-run variance as well as the examples'. The estimate is the mean over seeds."""
+    if not seeds:
+        raise ValueError("seeded_delta needs at least one seed")
+    rng = np.random.default_rng(seed)
+    arm_by_seed, base_by_seed, arm_points, base_points = [], [], [], []
+    for groups in seeds:
+        arm_groups, base_groups = [], []
+        for group in groups:
+            draws = [_resampled_means(rng, arm, base, resamples) for arm, base in group]
+            arm_groups.append(np.mean([a for a, _ in draws], axis=0))
+            base_groups.append(np.mean([b for _, b in draws], axis=0))
+        arm_by_seed.append(np.mean(arm_groups, axis=0))
+        base_by_seed.append(np.mean(base_groups, axis=0))
+        arm_points.append(_nested_mean([[a for a, _ in group] for group in groups]))
+        base_points.append(_nested_mean([[b for _, b in group] for group in groups]))
+    arm_by_seed, base_by_seed = np.stack(arm_by_seed), np.stack(base_by_seed)  # [seeds, resamples]
+    n = len(seeds)
+    picked = rng.integers(0, n, size=(resamples, n))
+    # The k-th pick of a resample reads column r + k: a seed drawn twice gets two independent example draws.
+    columns = (np.arange(resamples)[:, None] + np.arange(n)[None, :]) % resamples
+    arm_r, base_r = arm_by_seed[picked, columns].mean(axis=1), base_by_seed[picked, columns].mean(axis=1)
+    arm, base = float(np.mean(arm_points)), float(np.mean(base_points))
+    absolute = Interval(arm - base, *_percentiles(arm_r - base_r, level))
+    if base == 0:
+        relative = Interval(None, None, None)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(base_r > 0, arm_r / base_r - 1.0, np.inf) * 100.0
+        relative = Interval((arm / base - 1.0) * 100.0, *_percentiles(ratios, level))
+    return Delta(arm, base, absolute, relative)
+
+
+def seed_spread(values: Sequence[float]) -> float:
+    """The sample standard deviation of one score over seeds (0 for a single seed)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def mean_interval(values: np.ndarray, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
     """The mean of `values` with a bootstrap percentile interval (e.g. a win rate over prompts)."""
     values = np.asarray(values, dtype=np.float64)
