@@ -338,3 +338,23 @@ def test_the_checkout_and_home_dirs_are_hidden(sandbox):
                          f"open({str(checkout / 'README.md')!r})")
     assert result.status == "failed" and result.stdout.strip() == "[] []"
     assert "FileNotFoundError" in result.stderr
+
+
+def test_the_launcher_holds_the_wall_limit_without_its_caller(sandbox):
+    """A caller that never cuts the program (stuck, or gone): the launcher ends it at wall_s itself."""
+    if sandbox.isolation != "namespaced":
+        pytest.skip("needs leased uids")
+    import json
+    import subprocess
+    import sys
+
+    from codemix.eval.sandbox import LAUNCHER, SANDBOX_ENV, _UidLease
+
+    with _UidLease() as uid:
+        spec = {"mode": "namespaced", "uid": uid, "python": sandbox.python, "env": SANDBOX_ENV, "nonce": "0",
+                "wall_s": 1, "cpu_s": 60, "memory_mb": 256, "file_mb": 1, "processes": 4, "scratch_mb": 1,
+                "hidden": []}
+        launcher = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), "run", str(os.getpid())],
+                                  input=json.dumps(spec).encode() + b"\nimport time\ntime.sleep(600)\n",
+                                  capture_output=True, timeout=300)
+    assert launcher.returncode == 128 + 9, launcher.stderr

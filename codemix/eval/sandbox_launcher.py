@@ -158,9 +158,11 @@ def _run_namespaced(spec: dict, source: bytes) -> int:
             _report_setup_failure(spec, err)
         os._exit(SETUP_FAILED)
     # The caller enforces the wall limit too; this holds it when the caller is gone or stuck.
-    signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(child, signal.SIGKILL))  # unreaped until waited
     signal.setitimer(signal.ITIMER_REAL, spec["wall_s"])
-    return _wait_status(child)
+    status = _wait_status(child)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the pid is reaped now: never signal it again
+    return status
 
 
 def _run_plain(spec: dict, source: bytes) -> int:
