@@ -84,6 +84,15 @@ def test_report_out_pointing_at_a_file_is_refused_and_the_file_kept(tmp_path, ca
     assert taken.read_text() == "my notes"
 
 
+def test_eval_out_at_a_folder_or_below_a_file_is_refused(tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep")
+    for out in (tmp_path, taken / "r.json"):
+        args = ["eval", str(shared_checkpoint()), "--tasks", "cb", "--limit", "1", "--heldout-samples", "0"]
+        _assert_one_error_naming(main([*args, "--out", str(out)]), capsys, out)
+    assert taken.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def _assert_one_error_naming(code: int, capsys: pytest.CaptureFixture, path: Path) -> None:
     err = capsys.readouterr().err
     assert code == 2, err

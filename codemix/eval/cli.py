@@ -88,7 +88,7 @@ def _say(message: str) -> None:
 
 def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.harness import evaluate
-    from codemix.eval.results import resolve_target
+    from codemix.eval.results import check_results_path, resolve_target
     from codemix.eval.runner import EvalOptions, check_limits
     from codemix.eval.sandbox import Limits, Sandbox
     from codemix.eval.tasks.registry import resolve_tasks
@@ -100,6 +100,7 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
 
         torch.set_num_threads(args.threads)
     target = resolve_target(args.target)
+    check_results_path(args.out or target.default_results)
     user_tasks = [load_user_task(path) for path in args.task_file]
     tasks = resolve_tasks(args.suite, args.tasks, user_tasks)
     limits = Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)))

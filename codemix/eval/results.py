@@ -68,9 +68,18 @@ def scored_current_weights(identity: dict) -> bool:
     return bool(identity.get("sha256")) and weights.is_file() and weights_sha256(weights) == identity["sha256"]
 
 
+def check_results_path(path: Path) -> None:
+    """Refuse, before any compute, a results path that is a folder or lies below a file."""
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if path.is_dir() or blocked is not None:
+        raise ConfigError(f"{path}: {'is a folder' if blocked is None else f'{blocked} is a file'}; "
+                          "give --out a file path for the results JSON")
+
+
 def write_results(path: Path, results: dict) -> Path:
     """Atomic: a reader sees the previous results or the whole new file; the temp file of a writer
     killed mid-write is removed."""
+    check_results_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     json.dumps(results, allow_nan=True)  # fail before touching the file if it cannot be written
     sweep_leftovers(path)
