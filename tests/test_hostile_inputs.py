@@ -100,6 +100,7 @@ def _assert_one_error_naming(code: int, capsys: pytest.CaptureFixture, path: Pat
     assert str(path) in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow  # a fresh interpreter imports Lightning: about 35 s on a loaded 2-core machine
 def test_the_console_script_prints_no_traceback_for_a_binary_recipe(tmp_path):
     import subprocess
     import sys
