@@ -1,0 +1,27 @@
+"""The mixture law on synthetic sweeps whose optimum is known."""
+
+import numpy as np
+import pytest
+
+from codemix.analysis.mixture_fit import fit_law, recommend
+
+SWEEP = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9])
+
+
+def test_leave_one_out_picks_the_form_the_data_follows():
+    exponential = 1.0 + 0.2 * np.exp(2.0 * SWEEP)
+    assert fit_law(SWEEP, exponential).form == "exponential"
+    quadratic = 1.2 - 0.6 * SWEEP + 1.0 * SWEEP ** 2
+    fit = fit_law(SWEEP, quadratic)
+    assert fit.form == "quadratic" and fit.loo_rmse["quadratic"] < 1e-9
+
+
+def test_recommends_the_known_optimum_and_respects_a_bound():
+    rng = np.random.default_rng(0)
+    reasoning = 1.2 - 0.6 * SWEEP + 1.0 * SWEEP ** 2 + rng.normal(0, 0.002, len(SWEEP))  # optimum at 0.3
+    pick = recommend(SWEEP, reasoning, resamples=200)
+    assert pick.fraction == pytest.approx(0.3, abs=0.03) and pick.low <= 0.3 <= pick.high
+    knowledge = 1.0 + 0.2 * np.exp(2.0 * SWEEP)  # rises with code; <= 1.3 holds for r <= ln(1.5)/2 = 0.203
+    bounded = recommend(SWEEP, reasoning, knowledge, bound_limit=1.3, resamples=200)
+    assert bounded.fraction == pytest.approx(np.log(1.5) / 2, abs=0.01)
+    assert bounded.bound.form == "exponential"
