@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "reproduce": "codemix.analysis.reproduce_cli",
     "report": "codemix.analysis.report_cli",
     "export": "codemix.export.cli",
+    "mixture": "codemix.mixture_cli",
 }
 
 
