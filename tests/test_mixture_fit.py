@@ -25,3 +25,26 @@ def test_recommends_the_known_optimum_and_respects_a_bound():
     bounded = recommend(SWEEP, reasoning, knowledge, bound_limit=1.3, resamples=200)
     assert bounded.fraction == pytest.approx(np.log(1.5) / 2, abs=0.01)
     assert bounded.bound.form == "exponential"
+
+
+def test_mixture_fit_reads_a_report_and_recommends(tmp_path, capsys):
+    import csv
+    import json
+
+    from codemix.cli import main
+
+    rows = []
+    for fraction in SWEEP:
+        kinds = {"text": int(1000 * (1 - fraction)), "code": int(1000 * fraction)}
+        rows.append({"arm": f"tiny-sweep-code-{round(100 * fraction)}", "stage": "pt",
+                     "cumulative_tokens_by_kind": json.dumps(kinds),
+                     "reasoning_bpb": 1.2 - 0.6 * fraction + fraction ** 2, "knowledge_bpb": 1.0 + 0.2 * np.exp(2 * fraction)})
+    with (tmp_path / "table2.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["mixture", "fit", str(tmp_path), "--bound", "knowledge<=1.3", "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "recommended code fraction: 20." in out  # ln(1.5) / 2 = 20.3%, token counts rounded and "bound: exponential law" in out
+    assert main(["mixture", "fit", str(tmp_path / "nowhere")]) == 2
+    assert "codemix: error:" in capsys.readouterr().err
