@@ -109,10 +109,17 @@ def assert_same_training(straight: dict[str, Path], killed: dict[str, Path]) -> 
         assert os.listdir(killed[name] / "checkpoints") == ["last.ckpt"]  # no temporaries, no previous.ckpt
 
 
-def kill_and_resume(small_corpus: Path, folder: Path, kill_plans: dict[str, list[tuple[str, int]]]) -> None:
+@pytest.fixture(scope="module")
+def straight(small_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """The arm trained once without interruption: (recipe, home)."""
+    folder = tmp_path_factory.mktemp("straight")
     recipe = write_recipe(folder, "kills", small_corpus, STAGES)
-    straight = folder / "straight"
-    train_recipe(recipe, home=straight, command="pytest")
+    train_recipe(recipe, home=folder / "home", command="pytest")
+    return recipe, folder / "home"
+
+
+def kill_and_resume(straight: tuple[Path, Path], folder: Path, kill_plans: dict[str, list[tuple[str, int]]]) -> None:
+    recipe, straight = straight
     for label, points in kill_plans.items():
         home = folder / f"killed-{label}"
         home.mkdir()
@@ -130,10 +137,33 @@ def test_points_include_two_kills_in_a_stage_and_one_inside_an_accumulation():
         assert points[0][1] % ACCUMULATION and points[1][1] > points[0][1] // INTERVAL * INTERVAL
 
 
-def test_three_kills_resume_to_identical_weights_and_tokens(small_corpus, tmp_path):
-    kill_and_resume(small_corpus, tmp_path, {"worst-case": WORST_CASE})
+def test_three_kills_resume_to_identical_weights_and_tokens(straight, tmp_path):
+    kill_and_resume(straight, tmp_path, {"worst-case": WORST_CASE})
 
 
 @pytest.mark.slow
-def test_kills_at_seeded_random_points(small_corpus, tmp_path):
-    kill_and_resume(small_corpus, tmp_path, {f"seed-{seed}": kill_points(seed) for seed in (1, 2, 3)})
+def test_kills_at_seeded_random_points(straight, tmp_path):
+    kill_and_resume(straight, tmp_path, {f"seed-{seed}": kill_points(seed) for seed in (1, 2, 3)})
+
+
+@pytest.mark.slow
+def test_a_truncated_last_checkpoint_is_set_aside_and_the_previous_one_resumed(straight, tmp_path):
+    recipe, straight_home = straight
+    home = tmp_path / "home"
+    home.mkdir()
+    assert codemix_train(recipe, home, ("init", 2 * INTERVAL + 1)) == -signal.SIGKILL  # checkpoints at 2, 4
+    checkpoints = stage_dirs(home, "kills")["init"] / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    torn = last.read_bytes()[: last.stat().st_size // 2]
+    last.write_bytes(torn)  # as a disk that filled up, or a copy cut short, leaves it
+
+    assert codemix_train(recipe, home, None) == 0, (home / "train.log").read_text()[-5000:]
+    log = (home / "train.log").read_text()
+    (aside,) = checkpoints.parent.glob("checkpoints/last.ckpt.unusable-*")
+    assert aside.read_bytes() == torn  # renamed, never deleted
+    assert f"codemix: warning: {last} is unreadable" in log and f"set aside as {aside.name}" in log
+    assert f"resuming from {checkpoints / 'previous.ckpt'}" in log
+    dirs = stage_dirs(home, "kills")
+    expected = load_file(stage_dirs(straight_home, "kills")["cooldown"] / "final" / "model.safetensors")
+    resumed = load_file(dirs["cooldown"] / "final" / "model.safetensors")
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)

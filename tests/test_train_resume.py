@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from codemix._streaming import sweep_stale_shared_memory
+from codemix.train.module import CHECKPOINT_KEY
+from codemix.train.resume import resume_checkpoint
 from codemix.train.run import train_recipe
 from codemix.train.stages import read_metrics, read_training_checkpoint
 from test_train_stages import COOLDOWN, INIT, STEP_TOKENS, write_recipe
@@ -81,3 +83,26 @@ def test_killed_run_resumes_to_identical_weights_and_token_counts(small_corpus, 
     assert [a["resumed_from"] is not None for a in lineages[1]["attempts"]] == [False, True]
     assert [int(r["step"]) for r in read_metrics(cooldown / "metrics.csv") if r.get("train/loss")] == list(range(STEPS))
     assert not [p for p in os.listdir(cooldown / "checkpoints") if p != "last.ckpt"]
+
+
+def _checkpoint(step: int, samples: int) -> dict:
+    """The parts of a codemix training checkpoint that the choice of where to resume reads."""
+    return {"global_step": step, CHECKPOINT_KEY: {}, "MixtureDataModule": {"streaming": {"sample_in_epoch": samples}}}
+
+
+def test_unusable_checkpoints_are_set_aside_and_the_stage_restarts(tmp_path, capsys):
+    """Torn last.ckpt -> previous.ckpt; a checkpoint saved inside an accumulation (the loader one
+    micro-batch past the step, as Lightning's ModelCheckpoint wrote after a resume) is refused too."""
+    last, previous = tmp_path / "last.ckpt", tmp_path / "previous.ckpt"
+    torch.save(_checkpoint(4, 4 * 8), last)
+    torch.save(_checkpoint(2, 2 * 8), previous)
+    last.write_bytes(last.read_bytes()[:100])
+    assert resume_checkpoint(last, global_batch=8) == previous
+    assert f"codemix: warning: {last} is unreadable" in capsys.readouterr().err
+
+    torch.save(_checkpoint(5, 5 * 8 + 4), previous)  # step 5, but 5.5 steps of samples
+    assert resume_checkpoint(last, global_batch=8) is None  # nothing usable: the stage starts afresh
+    assert "holds step 5 with the loader at sample 44, not 40 (saved inside a gradient accumulation)" in \
+        capsys.readouterr().err
+    assert not last.exists() and not previous.exists()
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["last.ckpt.unusable", "previous.ckpt.unusable"]
