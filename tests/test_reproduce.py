@@ -93,6 +93,7 @@ def test_report_covers_every_arm_stage(smoke_reproduction: Reproduction):
     assert {(row["arm"], row["stage"]) for row in rows} == {
         (arm, stage) for arm, stages in SMOKE_ARMS.items() for stage in stages} - shared
     assert all(row["results"] and row["reasoning_pct"] for row in rows)
+    assert all(row["reasoning_bpb"] and row["code_bpb"] for row in rows)  # the continuous scores, every stage
     with open(report / "deltas.csv", newline="") as src:
         baselines = {row["baseline"] for row in csv.DictReader(src)}
     assert baselines == {"tiny-smoke-text-only/pt", "tiny-smoke-text-only/cooldown"}
