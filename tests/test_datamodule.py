@@ -273,8 +273,9 @@ def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(c
     assert rest_data.observed_tokens() == [n * SEQ_LEN for n in PLANNED_SAMPLES]
 
 
-def test_loader_benchmark_measures_the_whole_stage(corpus):
+def test_loader_benchmark_measures_the_whole_stage(corpus, monkeypatch):
     path = TESTS_DIR.parent / "benchmarks" / "loader_throughput.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as when it runs as a script: its bench_corpus import
     spec = importlib.util.spec_from_file_location("loader_throughput", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
