@@ -23,7 +23,7 @@ import tempfile
 import types
 from pathlib import Path
 
-from codemix.leftovers import process_start_time
+from codemix.leftovers import pid_exists, process_start_time
 
 for _unused in ("streaming.vision", "streaming.text", "streaming.multimodal"):
     sys.modules.setdefault(_unused, types.ModuleType(_unused))
@@ -69,12 +69,8 @@ def _namespaced_path(prefix_int: int, name: str) -> str:
 
 
 def _owner_alive(pid: int, started: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        pass  # alive, someone else's
     now = process_start_time(pid)
     return now is None or round(now * 100) == started  # unknown: assume it is the owner
 

@@ -29,15 +29,21 @@ def sweep_leftovers(target: Path) -> list[Path]:
     return removed
 
 
-def writer_alive(pid: int, entry: Path) -> bool:
-    """Whether process `pid` may be the writer of `entry`: alive, and started before `entry` was last
-    modified. A pid reused by a process started later is not that writer."""
+def pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # alive, someone else's
+    return True
+
+
+def writer_alive(pid: int, entry: Path) -> bool:
+    """Whether process `pid` may be the writer of `entry`: alive, and started before `entry` was last
+    modified. A pid reused by a process started later is not that writer."""
+    if not pid_exists(pid):
+        return False
     started = process_start_time(pid)
     # /proc gives the start time in clock ticks since boot; boot time has 1 s resolution
     return started is None or started <= entry.lstat().st_mtime + 1.0

@@ -38,14 +38,23 @@ def paired_delta(groups: Sequence[Sequence[Pair]], resamples: int = 2000, level:
     """The arm's score minus the baseline's, with paired bootstrap intervals; `groups` as in the
     module docstring (one group of tasks for a category score)."""
     rng = np.random.default_rng(seed)
+    arm_r, base_r, arm, base = _resampled_groups(rng, groups, resamples)
+    return _delta(arm, base, arm_r, base_r, level)
+
+
+def _resampled_groups(rng: np.random.Generator, groups: Sequence[Sequence[Pair]], resamples: int):
+    """Each group's paired resampled means, averaged over groups, and the point estimates."""
     arm_groups, base_groups = [], []
     for group in groups:
         draws = [_resampled_means(rng, arm, base, resamples) for arm, base in group]
         arm_groups.append(np.mean([a for a, _ in draws], axis=0))
         base_groups.append(np.mean([b for _, b in draws], axis=0))
-    arm_r, base_r = np.mean(arm_groups, axis=0), np.mean(base_groups, axis=0)
     arm = _nested_mean([[a for a, _ in group] for group in groups])
     base = _nested_mean([[b for _, b in group] for group in groups])
+    return np.mean(arm_groups, axis=0), np.mean(base_groups, axis=0), arm, base
+
+
+def _delta(arm: float, base: float, arm_r: np.ndarray, base_r: np.ndarray, level: float) -> Delta:
     absolute = Interval(arm - base, *_percentiles(arm_r - base_r, level))
     if base == 0:
         relative = Interval(None, None, None)
@@ -66,32 +75,16 @@ def seeded_delta(seeds: Sequence[Sequence[Sequence[Pair]]], resamples: int = 200
     if not seeds:
         raise ValueError("seeded_delta needs at least one seed")
     rng = np.random.default_rng(seed)
-    arm_by_seed, base_by_seed, arm_points, base_points = [], [], [], []
-    for groups in seeds:
-        arm_groups, base_groups = [], []
-        for group in groups:
-            draws = [_resampled_means(rng, arm, base, resamples) for arm, base in group]
-            arm_groups.append(np.mean([a for a, _ in draws], axis=0))
-            base_groups.append(np.mean([b for _, b in draws], axis=0))
-        arm_by_seed.append(np.mean(arm_groups, axis=0))
-        base_by_seed.append(np.mean(base_groups, axis=0))
-        arm_points.append(_nested_mean([[a for a, _ in group] for group in groups]))
-        base_points.append(_nested_mean([[b for _, b in group] for group in groups]))
-    arm_by_seed, base_by_seed = np.stack(arm_by_seed), np.stack(base_by_seed)  # [seeds, resamples]
+    per_seed = [_resampled_groups(rng, groups, resamples) for groups in seeds]
+    arm_by_seed = np.stack([r[0] for r in per_seed])  # [seeds, resamples]
+    base_by_seed = np.stack([r[1] for r in per_seed])
+    arm_points, base_points = [r[2] for r in per_seed], [r[3] for r in per_seed]
     n = len(seeds)
     picked = rng.integers(0, n, size=(resamples, n))
     # The k-th pick of a resample reads column r + k: a seed drawn twice gets two independent example draws.
     columns = (np.arange(resamples)[:, None] + np.arange(n)[None, :]) % resamples
     arm_r, base_r = arm_by_seed[picked, columns].mean(axis=1), base_by_seed[picked, columns].mean(axis=1)
-    arm, base = float(np.mean(arm_points)), float(np.mean(base_points))
-    absolute = Interval(arm - base, *_percentiles(arm_r - base_r, level))
-    if base == 0:
-        relative = Interval(None, None, None)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.where(base_r > 0, arm_r / base_r - 1.0, np.inf) * 100.0
-        relative = Interval((arm / base - 1.0) * 100.0, *_percentiles(ratios, level))
-    return Delta(arm, base, absolute, relative)
+    return _delta(float(np.mean(arm_points)), float(np.mean(base_points)), arm_r, base_r, level)
 
 
 def seed_spread(values: Sequence[float]) -> float:
