@@ -139,7 +139,6 @@ def stream_stage(spec: dict) -> dict:
     return {
         "samples": seen,
         "state": module.state_dict(),
-        "observed_tokens": module.observed_tokens(),
         "accumulate": module.accumulate_grad_batches,
         "batches": len(loader),
     }
@@ -157,7 +156,7 @@ def fit_stage(spec: dict, out: Path) -> None:
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, **spec["trainer"],
     )
     trainer.fit(model, datamodule=module)
-    result = {"samples": model.seen, "global_step": trainer.global_step, "observed_tokens": module.observed_tokens()}
+    result = {"samples": model.seen, "global_step": trainer.global_step}
     out.with_name(f"{out.name}.rank{trainer.global_rank}").write_text(json.dumps(result))
 
 

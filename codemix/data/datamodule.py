@@ -17,23 +17,20 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from codemix._streaming import Stream, StreamingDataLoader, StreamingDataset, streaming
+from codemix._streaming import Stream, StreamingDataLoader, StreamingDataset
 from codemix.data.corpus import TOKENS_COLUMN, Corpus, resolve_corpus
-from codemix.data.mixture import ShareRow, StagePlan, plan_stage, render_share_table, share_table
+from codemix.data.mixture import StagePlan, plan_stage
+from codemix.data.validation import tagged_sample, validation_samples
 from codemix.errors import ConfigError
 
 # One canonical node: the global sample order then does not depend on how many nodes or ranks
 # read it, so a stage resumed on another world size continues the same sequence.
 CANONICAL_NODES = 1
-# streaming's own default block for one canonical node, fixed here because the consumed-prefix
-# count below regenerates the epoch order outside __iter__, where streaming would set it lazily.
+# streaming's own default block for one canonical node, fixed here so the epoch order does not hang
+# on a default streaming sets lazily (and may change); saved positions depend on that order.
 SHUFFLE_BLOCK_SIZE = 4_000_000
-
-
-def _as_sample(tokens: np.ndarray, source_id: int) -> dict[str, Any]:
-    return {"input_ids": torch.from_numpy(tokens.astype(np.int64)), "source_id": source_id}
 
 
 class SourceTaggedDataset(StreamingDataset):
@@ -50,39 +47,17 @@ class SourceTaggedDataset(StreamingDataset):
 
     def get_item(self, sample_id: int, retry: int = 7) -> dict[str, Any]:
         sample = super().get_item(sample_id, retry)
-        return _as_sample(sample[TOKENS_COLUMN], int(self.source_ids_of(np.array([sample_id]))[0]))
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """This rank's sample ids for `epoch`, in the order its loader yields them (any num_workers:
-        the loader takes worker batches round-robin, which is this rank's order cut into batches)."""
-        world = self._parallel_rank_world  # detected in the main process: one worker per rank
-        ids = streaming.base.batching.generate_work(self.batching_method, self, world, epoch, 0)
-        mine = ids[world.node, world.rank_of_node].reshape(-1)
-        return mine[mine >= 0]
+        return tagged_sample(sample[TOKENS_COLUMN], int(self.source_ids_of(np.array([sample_id]))[0]))
 
 
 class StageLoader(StreamingDataLoader):
-    """The stage's train loader: counts tokens per source as batches are yielded, and saves/restores
-    its position together with the identity (plan and seed) of the stage it belongs to."""
+    """The stage's train loader: saves/restores its position together with the identity (plan and
+    seed) of the stage it belongs to. (Tokens per source are counted by the LightningModule.)"""
 
     def __init__(self, dataset: SourceTaggedDataset, *, plan: StagePlan, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
         self.plan = plan
-        num_sources = len(plan.sources)
-        self._tokens_before = np.zeros(num_sources, np.int64)  # consumed before a resume
-        self._tokens_since = np.zeros(num_sources, np.int64)  # consumed in this iteration
         self._loaded_position: dict[str, Any] | None = None
-
-    @property
-    def observed_tokens(self) -> list[int]:
-        return (self._tokens_before + self._tokens_since).tolist()
-
-    def __iter__(self):
-        self._tokens_since[:] = 0
-        for batch in super().__iter__():
-            counts = torch.bincount(batch["source_id"], minlength=len(self.plan.sources)).numpy()
-            self._tokens_since += counts * self.plan.seq_len
-            yield batch
 
     @property
     def identity(self) -> str:
@@ -106,36 +81,7 @@ class StageLoader(StreamingDataLoader):
         if position == self._loaded_position:
             return  # Lightning restores both the DataModule's and the loader's copy of one state
         super().load_state_dict(position)
-        self._tokens_before = self._consumed_tokens(position)
         self._loaded_position = position
-
-    def _consumed_tokens(self, position: Mapping[str, Any]) -> np.ndarray:
-        """Tokens per source this rank consumed before `position`: regenerated from the deterministic
-        order, so every rank (not just the one whose state was saved) resumes with its own counts."""
-        dataset: SourceTaggedDataset = self.dataset  # type: ignore[assignment]
-        consumed = int(position["sample_in_epoch"]) // dataset._parallel_rank_world.num_ranks
-        if consumed == 0:  # also a position saved before the first batch, whose epoch reads -1
-            return np.zeros(len(self.plan.sources), np.int64)
-        order = dataset.epoch_order(int(position["epoch"]))[:consumed]
-        counts = np.bincount(dataset.source_ids_of(order), minlength=len(self.plan.sources))
-        return counts.astype(np.int64) * self.plan.seq_len
-
-
-class ValSamples(Dataset):
-    """A fixed, evenly spaced selection of one source's validation samples (no shuffle, no shm)."""
-
-    def __init__(self, split_dir: Path, source_id: int, count: int) -> None:
-        self.samples = streaming.LocalDataset(local=str(split_dir))
-        available = self.samples.size
-        count = min(count, available)
-        self.indices = [i * available // count for i in range(count)]
-        self.source_id = source_id
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return _as_sample(self.samples[self.indices[index]][TOKENS_COLUMN], self.source_id)
 
 
 WORLD_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -269,12 +215,10 @@ class MixtureDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         loaders, self.val_source_ids = [], []
-        if self.val_samples_per_source <= 0:
-            return loaders
         for source in self.corpus.sources:
-            if not int(self.corpus.manifest(source.name).get("splits", {}).get("val", {}).get("samples", 0)):
+            samples = validation_samples(self.corpus, source.name, self.val_samples_per_source)
+            if samples is None:
                 continue
-            samples = ValSamples(self.corpus.split_dir(source.name, "val"), source.id, self.val_samples_per_source)
             loaders.append(DataLoader(samples, batch_size=self.micro_batch, shuffle=False))
             self.val_source_ids.append(source.id)
         return loaders
@@ -291,15 +235,3 @@ class MixtureDataModule(L.LightningDataModule):
             self._train_loader.load_state_dict(state_dict)
         else:
             self._pending_state = dict(state_dict)
-
-    def observed_tokens(self) -> list[int]:
-        """Tokens per source (index = source_id) this rank's train loader has yielded in the stage."""
-        if self._train_loader is None:
-            return [0] * len(self.plan.sources)
-        return self._train_loader.observed_tokens
-
-    def share_table(self) -> list[ShareRow]:
-        return share_table(self.plan, self.observed_tokens())
-
-    def share_table_text(self) -> str:
-        return render_share_table(self.share_table())

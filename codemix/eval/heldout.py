@@ -1,37 +1,19 @@
 """Per-source held-out loss and bits per byte on a corpus's validation shards.
 
-Bits per byte divides the summed negative log-likelihood (in bits) by the UTF-8 bytes the predicted
-tokens decode to (special tokens such as eos decode to nothing), so models with different
+The samples are the ones training validation scores (codemix.data.validation), so the two losses
+can be compared. Bits per byte divides the summed negative log-likelihood (in bits) by the UTF-8 bytes
+the predicted tokens decode to (special tokens such as eos decode to nothing), so models with different
 tokenizers can be compared."""
 
-import json
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from codemix.data.corpus import TOKENS_COLUMN, Corpus
+from codemix.data.corpus import Corpus
+from codemix.data.validation import validation_samples
 from codemix.errors import ConfigError
 from codemix.eval.runner import Model
-
-
-def _val_samples(corpus: Corpus, source: str, limit: int) -> list[np.ndarray]:
-    """Up to `limit` samples of a source's val split, read straight from its MDS shards."""
-    from codemix._streaming import streaming  # seconds to import: only held-out loss pays for it
-
-    folder = corpus.split_dir(source, "val")
-    index_path = folder / "index.json"
-    if not index_path.is_file():
-        return []
-    samples: list[np.ndarray] = []
-    for shard in json.loads(index_path.read_text())["shards"]:
-        reader = streaming.base.format.reader_from_json(str(folder), None, shard)
-        for i in range(reader.samples):
-            if len(samples) == limit:
-                return samples
-            samples.append(reader.get_item(i)[TOKENS_COLUMN])
-    return samples
 
 
 @torch.inference_mode()
@@ -45,12 +27,13 @@ def heldout_loss(model: Model, corpus: Corpus, tokenizer_hash: str, samples_per_
     window = decoder.cfg.max_seq_len + 1
     out = {}
     for source in corpus.sources:
-        samples = [s[:window].astype(np.int64) for s in _val_samples(corpus, source.name, samples_per_source)]
-        if not samples:
+        selection = validation_samples(corpus, source.name, samples_per_source)
+        if selection is None:
             continue
+        samples = [selection[i]["input_ids"][:window] for i in range(len(selection))]
         nll, tokens, n_bytes = 0.0, 0, 0
         for start in range(0, len(samples), batch_size):
-            batch = torch.from_numpy(np.stack(samples[start:start + batch_size])).to(device)
+            batch = torch.stack(samples[start:start + batch_size]).to(device)
             logits = decoder(batch[:, :-1]).float()
             nll += F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum").item()
             tokens += batch[:, 1:].numel()
