@@ -6,12 +6,13 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from codemix.eval.sandbox import Limits, Sandbox, _uid_processes
+from codemix.sandbox.isolate import Limits, Sandbox, _uid_processes
 
 CHECK = "\nassert add(2, 3) == 5\n"
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -107,7 +108,7 @@ def test_hostile_programs_are_contained_and_fail_while_good_ones_pass(sandbox, o
 def _uid_processes_left() -> list[int]:
     """Processes of sandbox uids that nobody holds a lease on (another test session may be running
     programs under the uids it leased right now; those are not leftovers)."""
-    from codemix.eval.sandbox import LEASE_PREFIX, UID_BASE
+    from codemix.sandbox.isolate import LEASE_PREFIX, UID_BASE
 
     left = []
     for uid in range(UID_BASE, UID_BASE + 16):
@@ -123,19 +124,40 @@ def _uid_processes_left() -> list[int]:
     return left
 
 
-def test_process_limit_holds_for_a_bounded_fork_loop(sandbox):
-    """The fork bomb's bound, measured: a program may hold at most `processes` tasks at once."""
-    program = (
-        "import os, time\nforked = 0\nfor _ in range(32):\n    try:\n        pid = os.fork()\n"
-        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
-        "    forked += 1\nprint(forked)\n"
+def fork_loop(sleep_s: str) -> str:
+    """A program that forks up to 32 children (each execs `sleep SLEEP_S`), prints how many it got,
+    and waits for them."""
+    return (
+        "import os\nforked = 0\nfor _ in range(32):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        try:\n"
+        f"            os.execv('/bin/sleep', ['sleep', {sleep_s!r}])\n        finally:\n            os._exit(127)\n"
+        "    forked += 1\nprint(forked, flush=True)\nfor _ in range(forked):\n    os.wait()\n"
     )
-    result = sandbox.run(program)
+
+
+def test_process_limit_stops_a_fork_loop_observed_from_outside(sandbox):
+    """The fork bomb's bound, measured from the host: the program's children, counted in /proc while it
+    runs, never exceed `processes` - 1 (the program is one task of its limit). As root the leased uid
+    is fresh, so it gets exactly that many; a non-root user's other processes count too, so it gets
+    at most that many (without the limit it would get all 32)."""
+    marker = f"1.{int.from_bytes(os.urandom(3), 'big') % 1_000_000:06d}"  # seconds to sleep, unique argv
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=sandbox.run(fork_loop(marker))))
+    runner.start()
+    seen, peak = set(), 0
+    while runner.is_alive():
+        alive = _pids_with_arg(marker)
+        seen.update(alive)
+        peak = max(peak, len(alive))
+        time.sleep(0.02)
+    runner.join()
+    result = outcome["result"]
     assert result.passed, result.stderr
+    forked = int(result.stdout)
+    assert len(seen) == peak == forked  # every child the program counted was seen, all alive at once
+    assert forked <= sandbox.limits.processes - 1
     if sandbox.isolation == "namespaced":
-        assert int(result.stdout) == sandbox.limits.processes - 1
-    else:
-        assert int(result.stdout) <= 32
+        assert forked == sandbox.limits.processes - 1
 
 
 def test_file_size_and_scratch_dir_are_capped(sandbox):
@@ -241,13 +263,6 @@ def test_unrunnable_sources_are_failed_results_and_the_batch_survives(sandbox):
     assert big.status == "failed" and big.returncode is None and "more than the 64 MB scratch" in big.stderr
 
 
-FORK_LOOP = (
-    "import os, time\nforked = 0\nfor _ in range(32):\n    try:\n        pid = os.fork()\n"
-    "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
-    "    forked += 1\nprint(forked)\n"
-)
-
-
 def _pids_with_arg(marker: str) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -265,14 +280,13 @@ def test_a_killed_caller_leaves_no_launcher_or_program_behind(sandbox):
     import signal
     import subprocess
     import sys
-    import time
 
     marker = str(900_000 + int.from_bytes(os.urandom(2), "big"))
     sleeper = f"import os\nos.execv('/bin/sleep', ['sleep', '{marker}'])\n"
     forker = ("import os\nfor _ in range(3):\n    if os.fork() == 0:\n"
               f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\nos.execv('/bin/sleep', ['sleep', '{marker}'])\n")
     caller = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom codemix.eval.sandbox import Limits, Sandbox\n"
+        "import sys\nfrom codemix.sandbox.isolate import Limits, Sandbox\n"
         "Sandbox(Limits(wall_s=600, cpu_s=2), workers=2).run_many([sys.argv[1], sys.argv[2]])\n"),
         sleeper, forker])
     deadline = time.monotonic() + 120  # a bound on the wait, not a timing claim
@@ -289,7 +303,7 @@ def test_a_killed_caller_leaves_no_launcher_or_program_behind(sandbox):
     while left() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left()  # long before their 600 s wall limit
-    result = sandbox.run(FORK_LOOP)
+    result = sandbox.run(fork_loop("0.2"))
     assert result.passed and int(result.stdout) == sandbox.limits.processes - 1
 
 
@@ -300,7 +314,7 @@ def test_the_next_lease_of_a_uid_kills_what_a_dead_holder_left(sandbox):
         pytest.skip("needs leased uids")
     import subprocess
 
-    from codemix.eval.sandbox import LEASE_PREFIX, UID_BASE
+    from codemix.sandbox.isolate import LEASE_PREFIX, UID_BASE
 
     for uid in range(UID_BASE, UID_BASE + 16):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -315,7 +329,7 @@ def test_the_next_lease_of_a_uid_kills_what_a_dead_holder_left(sandbox):
     for reaper in reapers:
         reaper.start()
     try:
-        result = sandbox.run(FORK_LOOP)
+        result = sandbox.run(fork_loop("0.2"))
         assert result.passed and int(result.stdout) == sandbox.limits.processes - 1
         for reaper in reapers:
             reaper.join()
@@ -328,7 +342,7 @@ def test_the_next_lease_of_a_uid_kills_what_a_dead_holder_left(sandbox):
 def test_the_checkout_and_home_dirs_are_hidden(sandbox):
     if sandbox.isolation != "namespaced":
         pytest.skip("needs a mount namespace")
-    from codemix.eval.sandbox import _hidden_from
+    from codemix.sandbox.isolate import _hidden_from
 
     checkout = Path(__file__).resolve().parents[1]
     if str(checkout) not in _hidden_from(sandbox.python):
@@ -348,7 +362,7 @@ def test_the_launcher_holds_the_wall_limit_without_its_caller(sandbox):
     import subprocess
     import sys
 
-    from codemix.eval.sandbox import LAUNCHER, SANDBOX_ENV, _UidLease
+    from codemix.sandbox.isolate import LAUNCHER, SANDBOX_ENV, _UidLease
 
     with _UidLease() as uid:
         spec = {"mode": "namespaced", "uid": uid, "python": sandbox.python, "env": SANDBOX_ENV, "nonce": "0",

@@ -18,12 +18,12 @@ from codemix.eval.generation import GenerationConfig, cut_at_stop, generate
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.metrics import exact_match, normalize_answer, pass_at_k
 from codemix.eval.runner import EvalOptions, Model, run_task
-from codemix.eval.sandbox import Limits, Sandbox
 from codemix.eval.tasks.base import CodeProblem, TaskData, TaskSpec
 from codemix.eval.tasks.user import load_user_task
 from codemix.model.checkpoint import save_pretrained
 from codemix.model.presets import preset
 from codemix.model.transformer import Decoder
+from codemix.sandbox import Limits, Sandbox
 
 FACTS = [("What colour is the sky on a clear day?", "blue", ["green", "blue", "purple"]),
          ("What do cows drink?", "water", ["milk", "juice", "water"]),

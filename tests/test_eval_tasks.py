@@ -7,10 +7,10 @@ import json
 import pytest
 
 from codemix.errors import ConfigError
-from codemix.eval.sandbox import Limits, Sandbox
 from codemix.eval.tasks.base import Generation, MultipleChoice, with_fewshot
 from codemix.eval.tasks.registry import SUITES, TASKS, UNAVAILABLE, resolve_tasks
 from codemix.eval.tasks.user import load_user_task
+from codemix.sandbox import Limits, Sandbox
 
 COUNTS = {"boolq": 3270, "piqa": 1838, "sciq": 1000, "social_iqa": 1954, "cb": 56, "copa": 100,
           "hellaswag": 10042, "winogrande": 1267, "arc_easy": 570, "triviaqa": 7993, "nq_open": 3610,

@@ -18,7 +18,7 @@ from codemix.data.synth import SHIPPED_PROBLEMS, Problem, add_synth_parser, load
 from codemix.data.synth_generators import COMPLETION_STOP
 from codemix.data.tokenizer import save_tokenizer, train_bpe
 from codemix.errors import CodemixError, ConfigError
-from codemix.eval.sandbox import Sandbox
+from codemix.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {p.entry_point: p for p in load_problems(SHIPPED_PROBLEMS)}

@@ -33,7 +33,7 @@ from codemix.config.data_spec import ReaderSpec, SourceSpec, check_source_spec
 from codemix.data.corpus import Corpus, resolve_corpus
 from codemix.data.synth_generators import Generator, Sampling, open_generator
 from codemix.errors import CodemixError, ConfigError
-from codemix.eval.sandbox import Limits, Sandbox, SandboxResult
+from codemix.sandbox import Limits, Sandbox, SandboxResult
 
 SHIPPED_PROBLEMS = Path(__file__).with_name("synth_problems.jsonl")
 FIELDS = ("id", "statement", "signature", "entry_point", "tests")

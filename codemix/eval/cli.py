@@ -90,7 +90,7 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
     from codemix.eval.harness import evaluate
     from codemix.eval.results import check_results_path, resolve_target
     from codemix.eval.runner import EvalOptions, check_limits
-    from codemix.eval.sandbox import Limits, Sandbox
+    from codemix.sandbox import Limits, Sandbox
     from codemix.eval.tasks.registry import resolve_tasks
     from codemix.eval.tasks.user import load_user_task
 

@@ -12,9 +12,9 @@ from codemix.eval.bpb import add_gold_bpb
 from codemix.eval.generation import GenerationConfig, generate
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.metrics import exact_match, pass_at_k
-from codemix.eval.sandbox import Sandbox
 from codemix.eval.tasks.base import TaskSpec, subset, with_fewshot
 from codemix.model.transformer import Decoder
+from codemix.sandbox import Sandbox
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Launch one untrusted Python program inside its limits (run as its own process by sandbox.py).
+"""Launch one untrusted Python program inside its limits (run as its own process by isolate.py).
 
 Runs with `python -I -S`, so it imports only the standard library and never codemix. Usage:
-    sandbox_launcher.py run CALLER_PID  (stdin: one line of JSON spec, then the program source)
-    sandbox_launcher.py sweep UID       (SIGKILL every process of UID, as that UID)
+    launcher.py run CALLER_PID  (stdin: one line of JSON spec, then the program source)
+    launcher.py sweep UID       (SIGKILL every process of UID, as that UID)
 
 In "namespaced" mode (needs root) the launcher unshares network, mount, IPC and PID namespaces,
 turns every mount read-only in its namespace, covers the directories the caller names (the

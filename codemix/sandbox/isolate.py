@@ -1,6 +1,6 @@
 """Run model-written Python programs in isolated processes with hard limits, many at a time.
 
-Each program runs through sandbox_launcher.py. As root (how CI runs) it gets its own network, mount,
+Each program runs through launcher.py. As root (how CI runs) it gets its own network, mount,
 IPC and PID namespaces, a private tmpfs as its only writable directory, the checkout and home
 directories hidden, and a uid of its own leased for the run: RLIMIT_NPROC is counted per uid (root ignores it), so a dedicated uid makes the process
 limit hold and keeps concurrent programs from signalling each other. Without root it falls back to
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from codemix.errors import CodemixError
 
-LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
+LAUNCHER = Path(__file__).with_name("launcher.py")
 SETUP_FAILED = 125
 ISOLATIONS = ("namespaced", "plain")
 # Leased sandbox uids: above any uid a distribution hands out, below the 32-bit ceiling.
