@@ -20,16 +20,16 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
 
 
 def test_build_defaults_to_home_corpora_and_records_the_command(tmp_path: Path, capsys: pytest.CaptureFixture):
-    one_source = {**SMALL_CORPUS_SPEC["sources"][2], "max_bytes": 30_000}
+    one_source = {**SMALL_CORPUS_SPEC["sources"][1], "max_bytes": 30_000}
     spec = write_small_corpus_spec(tmp_path, name="mini", sources=[one_source], tokenizer={"vocab_size": 512})
     code, out, err = run(["data", "build", str(spec), "--set", "seq_len=32", "--home", str(tmp_path / "home")], capsys)
     assert code == 0, err
     where = tmp_path / "home" / "corpora" / "mini"
     assert out.rstrip().endswith(f"corpus mini written to {where}")
-    assert "markup_pydocs: " in out and " documents, " in out  # progress line per source
+    assert "text_jargon: " in out and " documents, " in out  # progress line per source
     corpus = Corpus.open(where)
     assert corpus.seq_len == 32 and corpus.vocab_size == 512
-    assert corpus.manifest("markup_pydocs")["build_command"] == f"codemix data build {spec} --set=seq_len=32"
+    assert corpus.manifest("text_jargon")["build_command"] == f"codemix data build {spec} --set=seq_len=32"
 
 
 def test_inspect_table(small_corpus: Path, capsys: pytest.CaptureFixture):

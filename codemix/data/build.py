@@ -58,8 +58,8 @@ from codemix.data.tokenizer import (
 from codemix.errors import CodemixError, ConfigError
 from codemix.leftovers import writer_alive
 
-# Bump when the on-disk format changes, so every older source is rebuilt.
-FORMAT_VERSION = 1
+# Bump when the on-disk format changes, so every older source is rebuilt (2: the val hold-out).
+FORMAT_VERSION = 2
 _TMP_NAME = re.compile(r"\.tmp-(\d+)")
 
 Progress = Callable[[str], None]
@@ -221,10 +221,12 @@ class LocalExecutor:
         out = Path(plan.work).parent
         lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
         lock.touch()
-        run_local(plan, self.workers)
-        finish()
-        shutil.rmtree(plan.work)
-        lock.unlink()
+        try:
+            run_local(plan, self.workers)
+            finish()
+            shutil.rmtree(plan.work)
+        finally:
+            lock.unlink()
 
 
 class SlurmExecutor:
@@ -288,6 +290,7 @@ def _merge_source(plan: BuildPlan, index: int, out: Path, hashes: dict[str, str]
     check_readable(source, stats)
     splits = {split: {key: sum(c["splits"][split][key] for c in counts) for key in counts[0]["splits"][split]}
               for split in SPLITS}
+    _check_splittable(source, splits, plan.spec)
     manifest = {
         "name": source.name,
         "kind": source.kind,
@@ -315,6 +318,17 @@ def _merge_source(plan: BuildPlan, index: int, out: Path, hashes: dict[str, str]
     write_json_atomic(tmp / MANIFEST_FILE, manifest)
     replace_dir(tmp, out / source.name)
     return manifest
+
+
+def _check_splittable(source: SourceSpec, splits: dict[str, dict], spec: DataSpec) -> None:
+    """Refuse a source whose train split, or val split (unless val_fraction is 0), has no sample: a
+    reader cannot open it, and the held-out table would silently lack the source."""
+    wanted = [split for split in SPLITS if split == "train" or spec.val_fraction > 0]
+    empty = [split for split in wanted if splits[split]["samples"] == 0]
+    if empty:
+        tokens = sum(s["tokens"] + s["dropped_tokens"] for s in splits.values())
+        raise ConfigError(f"source {source.name!r}: too small to split: its {tokens:,} tokens give no "
+                          f"{' or '.join(empty)} sample of seq_len {spec.seq_len}; give it more text or lower seq_len")
 
 
 def _kept_texts(source: SourceSpec, cleaner: Cleaner, stats: ReadStats, kept: _Kept) -> Iterator[str]:

@@ -3,12 +3,16 @@
 Each document is followed by eos; the documents of a split are concatenated in read order and cut
 into samples of exactly seq_len tokens (the last partial piece is dropped and counted). A document
 goes to val iff hash(seed, content) < val_fraction, so the split never depends on the read order or
-on the number of processes."""
+on the number of processes. A slice whose hash split leaves val without one whole sample (a source
+of a few dozen documents) instead holds out its lowest-hash documents until val has one
+(`pack_holding_out`), so every source with enough text has a validation split a reader can open."""
 
+import heapq
 import multiprocessing
+import shutil
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,9 +34,13 @@ _HASH_SPAN = float(1 << 64)
 _PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
 
 
+def split_hash(text: str, seed: int) -> int:
+    return xxhash.xxh3_64_intdigest(text, seed=seed)
+
+
 def is_val(text: str, seed: int, val_fraction: float) -> bool:
     """The deterministic validation split by document content."""
-    return xxhash.xxh3_64_intdigest(text, seed=seed) / _HASH_SPAN < val_fraction
+    return split_hash(text, seed) / _HASH_SPAN < val_fraction
 
 
 @dataclass
@@ -58,25 +66,30 @@ class EncodedChunk:
 
     tokens: dict[str, np.ndarray]
     documents: dict[str, int]
+    train_documents: list[tuple[int, int]]  # (split hash, tokens with eos) of each train document
 
 
 class Encoder:
-    """The corpus tokenizer applied to a chunk of documents: eos after each, split by content hash."""
+    """The corpus tokenizer applied to a chunk of documents: eos after each, split by content hash;
+    documents whose split hash is in `held_out` go to val too."""
 
-    def __init__(self, settings: EncodeSettings):
+    def __init__(self, settings: EncodeSettings, held_out: frozenset[int] = frozenset()):
         self.settings = settings
+        self.held_out = held_out
         self._tokenizer = Tokenizer.from_file(settings.tokenizer_path)
 
     def __call__(self, texts: list[str]) -> EncodedChunk:
         settings = self.settings
         encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        split_of = ["val" if is_val(text, settings.seed, settings.val_fraction) else "train" for text in texts]
+        hashes = [split_hash(text, settings.seed) for text in texts]
+        split_of = ["val" if h / _HASH_SPAN < settings.val_fraction or h in self.held_out else "train" for h in hashes]
         tokens, documents = {}, {}
         for split in SPLITS:
             ids = [encoding.ids for encoding, s in zip(encodings, split_of) if s == split]
             tokens[split] = _concat_with_eos(ids, settings.eos_id, settings.dtype)
             documents[split] = len(ids)
-        return EncodedChunk(tokens=tokens, documents=documents)
+        train = [(h, len(e.ids) + 1) for h, e, s in zip(hashes, encodings, split_of) if s == "train"]
+        return EncodedChunk(tokens=tokens, documents=documents, train_documents=train)
 
     def encode(self, texts: Iterable[str]) -> Iterator[EncodedChunk]:
         """In this process, chunk by chunk (a build task is itself one of many processes)."""
@@ -205,3 +218,48 @@ def pack_splits(chunks: Iterable[EncodedChunk], out_dir: Path, seq_len: int, dty
         for split, packer in packers.items():
             packer.add(chunk.tokens[split], chunk.documents[split])
     return {split: asdict(packer.finish()) for split, packer in packers.items()}
+
+
+class HoldOutReserve:
+    """The train documents with the lowest split hashes whose tokens just fill one sample: what a
+    slice moves to val when its hash split left val without a whole sample. Memory: those few."""
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+        self._heap: list[tuple[int, int]] = []  # (-hash, tokens): the highest hash on top
+        self._tokens = 0
+
+    def watch(self, chunks: Iterable[EncodedChunk]) -> Iterator[EncodedChunk]:
+        for chunk in chunks:
+            for doc_hash, tokens in chunk.train_documents:
+                heapq.heappush(self._heap, (-doc_hash, tokens))
+                self._tokens += tokens
+                while self._tokens - self._heap[0][1] >= self.seq_len:
+                    self._tokens -= heapq.heappop(self._heap)[1]
+            yield chunk
+
+    def pick(self, tokens: int) -> frozenset[int]:
+        """The lowest-hash documents holding at least `tokens` tokens; none if all of them hold fewer."""
+        picked, total = [], 0
+        for neg_hash, count in sorted(self._heap, reverse=True):
+            if total >= tokens:
+                break
+            picked.append(-neg_hash)
+            total += count
+        return frozenset(picked) if total >= tokens else frozenset()
+
+
+def pack_holding_out(encode: Callable[[frozenset[int]], Iterable[EncodedChunk]], out_dir: Path, seq_len: int,
+                     dtype: str, val_fraction: float) -> dict[str, dict]:
+    """`pack_splits` of `encode(held_out)`'s chunks. If the hash split gave val no whole sample
+    (and val_fraction asks for one), pack again with the fewest lowest-hash train documents held out
+    that give it one; `encode` must yield the same documents each time."""
+    reserve = HoldOutReserve(seq_len)
+    splits = pack_splits(reserve.watch(encode(frozenset())), out_dir, seq_len, dtype)
+    if val_fraction == 0 or splits["val"]["samples"] > 0:
+        return splits
+    held_out = reserve.pick(seq_len - splits["val"]["dropped_tokens"])
+    if not held_out:
+        return splits
+    shutil.rmtree(out_dir)
+    return pack_splits(encode(held_out), out_dir, seq_len, dtype)

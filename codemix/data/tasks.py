@@ -31,7 +31,7 @@ from datatrove.pipeline.base import PipelineStep
 from codemix.atomic import write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
 from codemix.data.clean import Cleaner
-from codemix.data.shards import Encoder, EncodeSettings, pack_splits
+from codemix.data.shards import EncodedChunk, Encoder, EncodeSettings, pack_holding_out
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
 
 # The dedup pass has a hash bucket per scan task (a slice is at most task_bytes of input), so a decide
@@ -175,25 +175,22 @@ class PackSlice(_PlanStep):
         out = plan.part_dir(task)
         shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
         dropped = self._dropped(task) if plan.spec.dedup else set()
-        stats, cleaner, kept = ReadStats(), slice_cleaner(plan.spec, source), {"documents": 0, "bytes": 0}
+        reads: list[_SliceRead] = []
 
-        def texts() -> Iterator[str]:
-            for position, text in enumerate(slice_documents(source, task.part, stats, cleaner)):
-                if position in dropped:
-                    continue
-                kept["documents"] += 1
-                kept["bytes"] += len(text.encode("utf-8"))
-                yield text
+        def encode(held_out: frozenset[int]) -> Iterator[EncodedChunk]:
+            reads.append(_SliceRead(plan.spec, source, task, dropped))  # a second read counts afresh
+            return Encoder(plan.settings, held_out).encode(reads[-1].texts())
 
-        splits = pack_splits(Encoder(plan.settings).encode(texts()), out, plan.spec.seq_len, plan.settings.dtype)
-        filters = cleaner.counts(source.name)
+        splits = pack_holding_out(encode, out, plan.spec.seq_len, plan.settings.dtype, plan.settings.val_fraction)
+        read = reads[-1]
+        filters = read.cleaner.counts(source.name)
         filters["duplicate"] += len(dropped)
         write_json_atomic(out / COUNTS_FILE, {
-            **kept, "capped": stats.capped, "splits": splits, "filters": filters,
-            "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
-            "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes},
+            **read.kept, "capped": read.stats.capped, "splits": splits, "filters": filters,
+            "skipped": {"binary": read.stats.skipped_binary, "non_utf8": read.stats.skipped_non_utf8},
+            "read": {"files": read.stats.files, "documents": read.stats.documents, "bytes": read.stats.bytes},
         })
-        self.stat_update("documents", value=kept["documents"])
+        self.stat_update("documents", value=read.kept["documents"])
         yield from ()
 
     def _dropped(self, task: Task) -> set[int]:
@@ -203,6 +200,23 @@ class PackSlice(_PlanStep):
             mine = (drop["source"] == task.source) & (drop["slice"] == task.part.index)
             positions.update(drop["position"][mine].tolist())
         return positions
+
+
+class _SliceRead:
+    """One read of a slice for packing: its kept documents, minus the dropped positions, counted."""
+
+    def __init__(self, spec: DataSpec, source: SourceSpec, task: Task, dropped: set[int]):
+        self.source, self.task, self.dropped = source, task, dropped
+        self.stats, self.cleaner = ReadStats(), slice_cleaner(spec, source)
+        self.kept = {"documents": 0, "bytes": 0}
+
+    def texts(self) -> Iterator[str]:
+        for position, text in enumerate(slice_documents(self.source, self.task.part, self.stats, self.cleaner)):
+            if position in self.dropped:
+                continue
+            self.kept["documents"] += 1
+            self.kept["bytes"] += len(text.encode("utf-8"))
+            yield text
 
 
 STEPS = {"scan": ScanSlice, "decide": DecideBucket, "pack": PackSlice}
