@@ -71,15 +71,18 @@ STEP_TOKENS = SEQ_LEN * GLOBAL_BATCH
 UNAVAILABLE = {"storycloze": "no package ships it", "quac": "no package ships it"}
 
 
-def results_json(tasks: dict[str, tuple[str, str, int, int]]) -> dict:
-    """`codemix eval`'s results: task -> (category, primary metric, examples, how many score 1)."""
+def results_json(tasks: dict[str, tuple[str, str, int, int]], offset: int = 0, bpb_shift: float = 0.0) -> dict:
+    """`codemix eval`'s results: task -> (category, primary metric, examples, how many score 1); the
+    right ones are examples offset, offset + 1, ... (wrapping), so two models can be right on
+    different examples."""
     out = {"schema": 1, "tasks": {}, "failed": {}, "unavailable": UNAVAILABLE}
     for name, (category, metric, n, right) in tasks.items():
-        # a right answer's gold continuation costs 0.5 bits per byte, a wrong one's 1.5
-        records = [{"id": f"{name}-{i}", "prompt": "...", metric: float(i < right), "bpb": 1.5 - (i < right)}
-                   for i in range(n)]
+        # a right answer's gold continuation costs 0.5 bits per byte, a wrong one's 1.5 (plus bpb_shift)
+        correct = [float((i - offset) % n < right) for i in range(n)]
+        records = [{"id": f"{name}-{i}", "prompt": "...", metric: ok, "bpb": 1.5 - ok + bpb_shift}
+                   for i, ok in enumerate(correct)]
         out["tasks"][name] = {"task": name, "category": category, "primary_metric": metric, "score": right / n,
-                              "metrics": {metric: right / n, "bpb": 1.5 - right / n},
+                              "metrics": {metric: right / n, "bpb": 1.5 - right / n + bpb_shift},
                               "counts": {"available": n, "scored": n},
                               "records": records}
     means = {}
@@ -90,8 +93,8 @@ def results_json(tasks: dict[str, tuple[str, str, int, int]]) -> dict:
                         for c in means}
     out["aggregate"]["nl_avg"] = {"score": (means["reasoning"] + means["knowledge"]) / 2}
     out["aggregate"]["total_avg"] = {"score": sum(means.values()) / 3}
-    out["aggregate_bpb"] = {c: {"score": 1.5 - v} for c, v in means.items()}
-    out["aggregate_bpb"]["total_avg"] = {"score": 1.5 - sum(means.values()) / 3}
+    out["aggregate_bpb"] = {c: {"score": 1.5 - v + bpb_shift} for c, v in means.items()}
+    out["aggregate_bpb"]["total_avg"] = {"score": 1.5 - sum(means.values()) / 3 + bpb_shift}
     return out
 
 
@@ -107,7 +110,7 @@ def scores(piqa: int, hellaswag: int, triviaqa: int, humaneval: int) -> dict:
 
 def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str, int], parent=None,
                results: dict | None = None, val_loss: float = 4.0,
-               finished_at: str = "2026-11-24T19:00:00+00:00") -> Path:
+               finished_at: str = "2026-11-24T19:00:00+00:00", parameters: int | None = None) -> Path:
     path = runs / arm / f"{stage}-{identity}"
     path.mkdir(parents=True)
     cumulative = dict(tokens)
@@ -122,6 +125,8 @@ def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str
                "mixture": [{"source": s, "kind": k, "target_share": 0.0, "planned_tokens": tokens.get(s, 0),
                             "observed_tokens": tokens.get(s, 0), "observed_share": 0.0} for s, k in SOURCES.items()],
                "finished_at": finished_at, "completed": True}
+    if parameters is not None:
+        lineage["parameters"] = parameters
     (path / "lineage.json").write_text(json.dumps(lineage))
     steps = sum(tokens.values()) // STEP_TOKENS
     with open(path / "metrics.csv", "w", newline="") as out:
