@@ -226,6 +226,10 @@ def test_report_builds_table_2_deltas_curves_and_winrates(runs, tmp_path, capsys
     assert "interval excludes zero:" in markdown and "in the bits-per-byte columns" in markdown
     assert "not evaluated (no eval/results.json): tiny-balanced-to-text/init" in markdown
     assert "tiny-sweep-code-50/pt is the same stage as tiny-balanced-to-text/cpt" in markdown
+    # no text-only cooldown without code here: the one with code stands in, and Coverage says so
+    assert deltas[("tiny-balanced-to-text-cooldown-text", "cooldown", "reasoning")]["baseline"] == "tiny-text-only/cooldown"
+    assert ("tiny-balanced-to-text-cooldown-text/cooldown vs tiny-text-only/cooldown: the baseline arms have no "
+            "cooldown without code of this model size") in markdown
     assert "quac, storycloze" in markdown
     assert "| tiny-balanced-to-text | cpt | 1.980 | 1.130 |" in markdown  # held-out bits per byte
     assert {(r["arm"], r["stage"], r["source"]) for r in read_csv(out / "heldout.csv")} >= {

@@ -1,5 +1,5 @@
-"""The report's figures as PNG: validation loss per source along each arm, and one bar chart per study
-score. matplotlib's object API (Figure renders with Agg) keeps pyplot's global state and any display
+"""The report's figures as PNG: validation loss per source along each arm, one bar chart per study
+score, and the code-fraction sweep's curves against its 0% model. matplotlib's object API (Figure renders with Agg) keeps pyplot's global state and any display
 backend out of it."""
 
 import math
@@ -8,8 +8,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from codemix.analysis.comparisons import SweepPoint
 from codemix.analysis.curves import Curve
-from codemix.analysis.table import SCORE_TITLES, Row
+from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, Row
 from codemix.atomic import atomic_file
 
 BILLION, MILLION, THOUSAND = 1e9, 1e6, 1e3
@@ -86,6 +87,54 @@ def score_figure(rows: list[Row], score: str, path: Path) -> Path | None:
     ax.legend(handles=[Patch(color=color, label=name) for name, color in COLORS.items()], fontsize="small",
               loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes: never over a bar
     ax.grid(axis="x", alpha=0.3)
+    return _save(figure, path)
+
+
+SWEEP_PANELS = [["reasoning", "knowledge", "code"], ["reasoning_bpb", "knowledge_bpb", "code_bpb"],
+                ["heldout", "heldout", "heldout"]]
+
+
+def sweep_figure(points: list[SweepPoint], path: Path) -> Path | None:
+    """The study's Fig 4: each category's change against the 0% model (accuracy in points, bpb in
+    bits, with 95% intervals) and each source's held-out bpb change, over the share of code. None
+    when no sweep arm was compared with a 0% model."""
+    zero = next((p.vs_zero.reference for p in points if p.vs_zero is not None), None)
+    if zero is None:
+        return None
+    figure = Figure(figsize=(13.0, 10.0), layout="constrained")
+    axes = figure.subplot_mosaic(SWEEP_PANELS)
+    compared = [p for p in points if p.vs_zero is not None or p.row is zero]
+    for score in [s for row in SWEEP_PANELS[:2] for s in row]:
+        ax, scale = axes[score], 1 if score in BPB_SCORES else 100
+        xs, ys, errors = [], [], [[], []]
+        for point in compared:
+            delta = None if point.vs_zero is None else point.vs_zero.deltas.get(score)
+            if point.row is not zero and delta is None:
+                continue
+            low, mid, high = (0.0, 0.0, 0.0) if delta is None else (
+                scale * delta.absolute.low, scale * delta.absolute.estimate, scale * delta.absolute.high)
+            xs.append(100 * point.code_share)
+            ys.append(mid)
+            errors[0].append(mid - low)
+            errors[1].append(high - mid)
+        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3)
+        ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
+        ax.set_title(f"{SCORE_TITLES[score]} vs the 0% model")
+        ax.set_ylabel("change (bits per byte)" if score in BPB_SCORES else "change (points)")
+    heldout = axes["heldout"]
+    for index, source in enumerate(sorted({s for p in compared for s in p.heldout_change})):
+        marked = [p for p in compared if source in p.heldout_change]
+        heldout.plot([100 * p.code_share for p in marked], [p.heldout_change[source] for p in marked], label=source,
+                     **arm_style(index))
+    heldout.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
+    heldout.set_title("held-out bits per byte per source vs the 0% model")
+    heldout.set_ylabel("change (bits per byte)")
+    if heldout.get_legend_handles_labels()[0]:
+        heldout.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax in axes.values():
+        ax.set_xlabel("code in all tokens seen (%)")
+        ax.grid(alpha=0.3)
+    figure.suptitle(f"code-fraction sweep against {zero.run.label} [95% intervals]")
     return _save(figure, path)
 
 

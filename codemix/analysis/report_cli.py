@@ -8,15 +8,16 @@ from codemix.paths import reports_dir
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "report", help="Table 2, deltas vs text-only with bootstrap intervals, loss curves, win-rates",
+        "report", help="Table 2, deltas vs text-only, the study's Fig 4/5/6 comparisons, loss curves, win-rates",
         description="Build the study's comparison from trained and evaluated stages. A RUN_DIR is a stage "
                     "directory, a recipe's run directory (runs/<recipe>/) or a whole runs/ root.")
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     parser.add_argument("--out", type=Path, help="output directory (default: $CODEMIX_HOME/reports/report)")
     parser.add_argument("--home", help="codemix home (default: $CODEMIX_HOME or ./.codemix)")
     parser.add_argument("--baseline", metavar="ARM",
-                        help="the arm (recipe run directory name) deltas are taken against "
-                             "(default: the arm named '...text-only')")
+                        help="the one arm (recipe run directory name) every delta is taken against "
+                             "(default: the arms named '...text-only' and '...text-only-cooldown-text', "
+                             "matched per row by model size and cooldown with or without code)")
     parser.add_argument("--winrate", type=Path, action="append", default=[], metavar="FILE_OR_DIR",
                         help="`codemix eval winrate` results to include (a file or a directory of them); repeatable")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
