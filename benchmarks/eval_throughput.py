@@ -24,7 +24,7 @@ from codemix.eval.generation import GenerationConfig, generate
 from codemix.eval.loglik import encode_pair, score
 from codemix.eval.task_data import package_dir
 from codemix.eval.tasks.registry import TASKS
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 
 RESULTS = Path(__file__).parent / "results"

@@ -66,7 +66,7 @@ def _time_loader(corpus_path: Path, stage: dict, num_workers: int) -> dict:
 
 def measure_tiny_training(vocab_size: int, seq_len: int, micro_batch: int, steps: int = 5) -> dict:
     """Tokens per second one CPU training step of the tiny preset consumes (forward, backward, AdamW)."""
-    from codemix.model.presets import preset
+    from codemix.config.presets import preset
     from codemix.model.transformer import Decoder
 
     model = Decoder(preset("tiny", vocab_size=vocab_size, max_seq_len=seq_len))

@@ -14,7 +14,7 @@ from codemix.atomic import TMP_MARK
 from codemix.errors import ConfigError
 from codemix.leftovers import sweep_leftovers
 from codemix.model.checkpoint import WEIGHTS, load_pretrained, save_pretrained
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.transformer import Decoder
 
 TEXT = ["def add(a, b):\n    return a + b\n", "The cat sat on the mat.", "for i in range(10): print(i)"] * 20

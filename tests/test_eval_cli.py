@@ -20,7 +20,7 @@ from codemix.cli import main
 from codemix.data.corpus import Corpus
 from codemix.eval.results import scored_current_weights
 from codemix.model.checkpoint import save_pretrained
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 
 

@@ -21,7 +21,7 @@ from codemix.eval.runner import EvalOptions, Model, run_task
 from codemix.eval.tasks.base import CodeProblem, TaskData, TaskSpec
 from codemix.eval.tasks.user import load_user_task
 from codemix.model.checkpoint import save_pretrained
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 from codemix.sandbox import Limits, Sandbox
 

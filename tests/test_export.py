@@ -12,7 +12,7 @@ from codemix.cli import main
 from codemix.errors import ConfigError
 from codemix.export.hf import export_hf
 from codemix.model.checkpoint import save_pretrained
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.transformer import Decoder
 
 TEXT = "def parse(line):\n    key, _, value = line.partition('=')\n    return key.strip(), value  # The cat sat."

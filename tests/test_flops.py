@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.flops import flops_per_token
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 
 CONFIGS = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.loss import chunked_linear_cross_entropy, liger_available, linear_cross_entropy
 from codemix.model.transformer import Decoder
 from codemix.train.module import per_sample_loss

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from codemix.cli import main
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.memory import GIB, TrainingShape, estimate_memory
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.sizes import parameter_count
 from codemix.model.transformer import Decoder
 from codemix.train.module import per_sample_loss

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from codemix.errors import ConfigError
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.sizes import parameter_count
 from codemix.model.transformer import Decoder
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from codemix.errors import ConfigError
-from codemix.model import presets
-from codemix.model.presets import PRESETS, preset
+from codemix.config import presets
+from codemix.config.presets import PRESETS, preset
 from codemix.model.sizes import parameter_count
 from codemix.model.transformer import Decoder
 

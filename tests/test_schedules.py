@@ -5,7 +5,8 @@ import math
 import pytest
 
 from codemix.config.recipe_schema import ScheduleSection
-from codemix.train.schedules import decay_steps, lr_at, warmup_steps
+from codemix.config.schedule_steps import decay_steps, warmup_steps
+from codemix.train.schedules import lr_at
 
 PEAK = 3e-3
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
-from codemix.model.presets import preset
+from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 from codemix.train.callbacks import peak_flops
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries

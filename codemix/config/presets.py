@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from codemix.errors import ConfigError
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 
 _STUDY = dict(vocab_size=256000, max_seq_len=8192, block="parallel", norm="layernorm")
 _CPU = dict(vocab_size=8192, block="parallel", norm="layernorm")

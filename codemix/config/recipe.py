@@ -33,9 +33,9 @@ from codemix.config.recipe_schema import (
     STRATEGIES, Recipe, RecipeSchema, StageConfig,
 )
 from codemix.errors import ConfigError
-from codemix.model.config import ModelConfig
-from codemix.model.presets import preset
-from codemix.train.schedules import decay_steps, warmup_steps
+from codemix.config.model import ModelConfig
+from codemix.config.presets import preset
+from codemix.config.schedule_steps import decay_steps, warmup_steps
 
 BASE_KEY = "base"
 DEFAULTS_KEY = "stage_defaults"

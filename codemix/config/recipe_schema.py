@@ -16,7 +16,7 @@ from typing import Any, Optional, Union, get_args, get_origin
 
 from omegaconf import MISSING
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 STRATEGIES = ("auto", "ddp", "fsdp2")

@@ -13,7 +13,7 @@ import torch
 from transformers import CohereConfig, LlamaConfig, PretrainedConfig
 
 from codemix.errors import ConfigError
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 
 
 @dataclass(frozen=True)

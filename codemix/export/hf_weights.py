@@ -3,7 +3,7 @@
 import torch
 
 from codemix.export.hf_config import Architecture
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 
 _BLOCK_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",

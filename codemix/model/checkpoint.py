@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 
 from codemix.atomic import TMP_MARK, replace_dir
 from codemix.errors import ConfigError
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.transformer import Decoder
 
 WEIGHTS = "model.safetensors"

@@ -13,7 +13,7 @@ flops_per_token = 6 * matmul parameters + 12 * n_layers * (n_heads * head_dim) *
   T is the training sequence length (every token pays the full-length term: an average over
   positions would halve it, the convention does not)."""
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.sizes import matmul_parameters
 
 

@@ -18,7 +18,7 @@ What is counted, in bytes on one device:
 
 from dataclasses import dataclass
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.loss import chunk_tokens_for
 from codemix.model.sizes import layer_matmul_parameters, parameter_count
 

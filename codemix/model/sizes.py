@@ -1,6 +1,6 @@
 """Parameter counts from a ModelConfig alone, without allocating a model (470m / 2.8b presets)."""
 
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 
 
 def layer_matmul_parameters(cfg: ModelConfig) -> int:

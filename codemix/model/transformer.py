@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from codemix.model.attention import attention
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.kv_cache import KVCache
 from codemix.model.rotary import apply_rotary, rotary_angles
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.model.loss import linear_cross_entropy
 from codemix.model.transformer import Decoder
 from codemix.train.callbacks import log_step_metrics

@@ -31,7 +31,7 @@ from codemix.atomic import atomic_file, write_json_atomic
 from codemix.data.corpus import read_json
 from codemix.errors import ConfigError
 from codemix.model.checkpoint import CONFIG, WEIGHTS, load_pretrained
-from codemix.model.config import ModelConfig
+from codemix.config.model import ModelConfig
 from codemix.paths import runs_dir
 from codemix.train.checkpoint_io import LAST_CHECKPOINT, PREVIOUS_CHECKPOINT
 from codemix.train.module import CHECKPOINT_KEY
