@@ -83,6 +83,12 @@ def read_samples(split_dir: Path) -> np.ndarray:
     return np.stack(rows) if rows else np.empty((0, 0))
 
 
+def corpus_bytes(corpus_dir: Path) -> dict[str, bytes]:
+    """The shard files, indexes and tokenizer: what a reader depends on."""
+    return {str(p.relative_to(corpus_dir)): p.read_bytes() for p in sorted(corpus_dir.rglob("*"))
+            if p.is_file() and (p.suffix in (".mds",) or p.name in ("index.json", "tokenizer.json"))}
+
+
 def write_small_corpus_spec(folder: Path, **changes) -> Path:
     """Write the small corpus's data YAML (top-level keys replaced by `changes`) and return its path."""
     path = folder / "small_corpus.yaml"

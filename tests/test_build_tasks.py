@@ -12,17 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus_fixtures import corpus_bytes
 
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import Corpus
 from codemix.data.tasks import PackSlice
-
-
-def corpus_bytes(corpus_dir: Path) -> dict[str, bytes]:
-    """The shard files, indexes and tokenizer: what a reader depends on."""
-    return {str(p.relative_to(corpus_dir)): p.read_bytes() for p in sorted(corpus_dir.rglob("*"))
-            if p.is_file() and (p.suffix in (".mds",) or p.name in ("index.json", "tokenizer.json"))}
 
 
 def write_sources(root: Path, files: int = 8) -> Path:

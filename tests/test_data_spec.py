@@ -110,6 +110,8 @@ def test_misspelt_key_names_key_and_file(tmp_path, docs_dir):
         (("kind: hq", "kind: High-Quality"), r"kind 'High-Quality' is not an identifier"),
         (("kind: hq", "kind: prose"), r"source name 'prose' is also a kind"),
         (("max_bytes: 100", "max_bytes: -5"), r"max_bytes -5"),
+        (("max_bytes: 100", "near_dedup: simhash"), r"source 'notes': near_dedup 'simhash': expected 'minhash'"),
+        (("name: small", "name: small\n    minhash: {buckets: 0}"), r"minhash\.buckets 0: must be at least 1"),
         (("name: small", "name: small\n    val_fraction: 1.0"), r"val_fraction 1\.0"),
         (("{type: dir, path: docs}", "{type: dir}"), r"'dir' needs 'path'"),
         (("{type: files, paths: [docs/a.txt]}", "{type: files}"), r"'files' needs 'paths'"),

@@ -20,6 +20,7 @@ from codemix.errors import ConfigError
 log = logging.getLogger(__name__)
 
 READER_TYPES = ("dir", "files", "jsonl", "parquet", "hf_disk", "command")
+NEAR_DEDUP_METHODS = ("minhash",)
 STUDY_KINDS = ("text", "code", "markup", "code_adjacent", "synthetic")
 # Kinds and names become mixture keys and directory names: plain identifiers only.
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
@@ -64,6 +65,9 @@ class SourceSpec:
     max_bytes: int | None = None
     code_filters: bool | None = None
     optional: bool = False
+    # "minhash": drop this source's near-duplicates of the documents of every source that sets it
+    # (the earliest source in the YAML keeps a text), found with DataSpec.minhash's settings
+    near_dedup: str | None = None
 
 
 @dataclass
@@ -75,6 +79,19 @@ class TokenizerSpec:
 
 
 @dataclass
+class MinhashSpec:
+    """MinHash near-duplicate detection (datatrove's, as The Stack was de-duplicated): word n-grams of
+    the normalised text, `buckets` bands of `hashes_per_bucket` hashes; two documents pair when one band
+    agrees, likely above a Jaccard similarity of about (1 / buckets) ** (1 / hashes_per_bucket), 0.72
+    with the defaults."""
+
+    n_grams: int = 5
+    buckets: int = 14
+    hashes_per_bucket: int = 8
+    seed: int = 1
+
+
+@dataclass
 class DataSpec:
     name: str = MISSING
     sources: list[SourceSpec] = field(default_factory=list)
@@ -83,6 +100,7 @@ class DataSpec:
     val_fraction: float = 0.02
     seed: int = 0
     dedup: bool = True
+    minhash: MinhashSpec = field(default_factory=MinhashSpec)  # for the sources with near_dedup: minhash
     # The build cuts an uncapped source into one task per this many bytes of input files (the
     # slices decide the packing, so the output depends on this, not on the number of workers).
     task_bytes: int = 64 << 20
@@ -164,6 +182,9 @@ def _check_top_level(spec: DataSpec, origin: str) -> None:
         raise ConfigError(f"{origin}: tokenizer.sample_bytes_per_source {tok.sample_bytes_per_source}: must be positive")
     if tok.min_frequency < 1:
         raise ConfigError(f"{origin}: tokenizer.min_frequency {tok.min_frequency}: must be at least 1")
+    for key in ("n_grams", "buckets", "hashes_per_bucket"):
+        if getattr(spec.minhash, key) < 1:
+            raise ConfigError(f"{origin}: minhash.{key} {getattr(spec.minhash, key)}: must be at least 1")
 
 
 def _check_unique_names(sources: list[SourceSpec], origin: str) -> None:
@@ -189,6 +210,9 @@ def check_source_spec(source: SourceSpec, origin: str) -> None:
         )
     if source.max_bytes is not None and source.max_bytes < 1:
         raise ConfigError(f"{where}: max_bytes {source.max_bytes}: must be positive")
+    if source.near_dedup is not None and source.near_dedup not in NEAR_DEDUP_METHODS:
+        raise ConfigError(f"{where}: near_dedup {source.near_dedup!r}: expected {' or '.join(map(repr, NEAR_DEDUP_METHODS))} "
+                          "(or leave it out)")
     reader = source.reader
     if reader.type not in READER_TYPES:
         raise ConfigError(f"{where}: reader.type {reader.type!r}: expected one of {', '.join(READER_TYPES)}")

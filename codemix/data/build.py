@@ -187,7 +187,7 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
     if todo:
         invalidate()
     # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
-    scanned = (list(range(max(todo) + 1)) if spec.dedup else todo) if todo else []
+    scanned = (list(range(max(todo) + 1)) if spec.dedup or _near(spec) else todo) if todo else []
     tasks = tuple(plan_slices(spec, scanned))
     work = out / f".build-{_hash({'sources': [expected[spec.sources[i].name] for i in todo], 'tasks': repr(tasks), 'tokenizer': tokenizer_hash})}"
     for stale in out.glob(".build-*"):  # an earlier plan's work folder (builds write only under their own)
@@ -369,8 +369,13 @@ def _tokenizer_recipe(spec: DataSpec) -> dict:
     return {"train": asdict(spec.tokenizer), "sources": [asdict(s) for s in spec.sources]}
 
 
+def _near(spec: DataSpec) -> bool:
+    return any(source.near_dedup for source in spec.sources)
+
+
 def _spec_hash(spec: DataSpec, index: int, tokenizer_recipe: str) -> str:
-    upstream = spec.sources[: index + 1] if spec.dedup else [spec.sources[index]]
+    near = spec.sources[index].near_dedup is not None
+    upstream = spec.sources[: index + 1] if spec.dedup or near else [spec.sources[index]]
     return _hash(
         {
             "format": FORMAT_VERSION,
@@ -380,6 +385,7 @@ def _spec_hash(spec: DataSpec, index: int, tokenizer_recipe: str) -> str:
             "seed": spec.seed,
             "dedup": spec.dedup,
             "sources": [asdict(s) for s in upstream],
+            **({"minhash": asdict(spec.minhash)} if near else {}),
         }
     )
 

@@ -1,14 +1,16 @@
 """The build's work as independent tasks, run by datatrove's executors (local processes, or a SLURM job array).
 
-A task is one slice of one source's files (every count-th file in hash order). Three passes, each an
-executor whose tasks datatrove marks complete (`<work>/<pass>/completions/<rank>`), so a killed build
-re-runs only the tasks that did not finish:
+A task is one slice of one source's files (every count-th file in hash order). Up to five passes, each
+an executor whose tasks datatrove marks complete (`<work>/<pass>/completions/<rank>`), so a killed
+build re-runs only the tasks that did not finish:
 
-    scan    (one task per slice, only with dedup on)  read, clean, hash each kept document into
-            one bucket file per scan task, by hash
+    scan    (one task per slice, with dedup or near_dedup on)  read, clean, hash each kept document
+            into one bucket file per scan task, by hash; MinHash signatures of near_dedup sources
     decide  (one task per bucket, only with dedup on)  sort the bucket's hashes by (hash, source
             priority, slice, position) and list every one after the first as dropped: memory is one
             bucket's, whatever the corpus size, and the source earlier in the data YAML keeps a text
+    near_pairs, near_clusters  (only with a near_dedup source)  the near-duplicates to drop
+            (codemix.data.near_dedup)
     pack    (one task per slice)  read and clean again, skip the dropped documents, tokenize with the
             corpus tokenizer, pack and write the slice's own MDS train/val parts and counts
 
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import xxhash
+from datatrove.data import Document as PipelineDocument
 from datatrove.pipeline.base import PipelineStep
 
 from codemix.atomic import write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
+from codemix.data import near_dedup
 from codemix.data.clean import Cleaner
 from codemix.data.shards import EncodedChunk, Encoder, EncodeSettings, pack_holding_out
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
@@ -38,7 +42,7 @@ from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_sou
 # task holds about one slice's worth of hashes (24 bytes a document), up to MAX_BUCKETS: every scan task
 # writes a file per bucket. At the paper's ~4 billion documents a bucket of 256 is about 380 MB.
 MAX_BUCKETS = 256
-PASSES = ("scan", "decide", "pack")
+PASSES = ("scan", "decide", "near_pairs", "near_clusters", "pack")
 COUNTS_FILE = "counts.json"
 _HASH = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("source", "<u2"), ("slice", "<u4"), ("position", "<u4")])
 _DROP = np.dtype([("source", "<u2"), ("slice", "<u4"), ("position", "<u4")])
@@ -61,9 +65,14 @@ class BuildPlan:
     settings: EncodeSettings
 
     def pass_tasks(self, name: str) -> int:
-        if name == "decide":
-            return self.buckets
-        return len(self.tasks) if name == "scan" else len(self.pack_ranks())
+        counts = {"scan": len(self.tasks), "decide": self.buckets, "near_pairs": self.spec.minhash.buckets,
+                  "near_clusters": 1}
+        return counts[name] if name in counts else len(self.pack_ranks())
+
+    @property
+    def near(self) -> bool:
+        """Whether a scanned source removes near-duplicates."""
+        return any(self.spec.sources[task.source].near_dedup for task in self.tasks)
 
     @property
     def buckets(self) -> int:
@@ -118,7 +127,8 @@ class _PlanStep(PipelineStep):
 
 
 class ScanSlice(_PlanStep):
-    """Pass 1: hash the slice's kept documents into bucket files."""
+    """Pass 1: hash the slice's kept documents into bucket files (with dedup on), and pass each
+    document of a near_dedup source on to the MinHash signature step."""
 
     name = "scan"
 
@@ -127,17 +137,20 @@ class ScanSlice(_PlanStep):
         source = self.plan.spec.sources[task.source]
         out = Path(self.plan.work) / "hashes" / source.name / f"{task.part.index:05d}"
         shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
-        out.mkdir(parents=True)
         rows = []
         for position, text in enumerate(slice_documents(source, task.part, ReadStats(), slice_cleaner(self.plan.spec, source))):
             digest = xxhash.xxh3_128_intdigest(text.encode("utf-8"))
             rows.append((digest >> 64, digest & (2**64 - 1), task.source, task.part.index, position))
+            if source.near_dedup:
+                yield PipelineDocument(text=text, id=f"{rank}/{position}")
+        self.stat_update("documents", value=len(rows))
+        if not self.plan.spec.dedup:
+            return
+        out.mkdir(parents=True)
         hashes = np.array(rows, dtype=_HASH)
         bucket_of = hashes["hi"] % self.plan.buckets
         for bucket in range(self.plan.buckets):
             np.save(out / f"{bucket:05d}.npy", hashes[bucket_of == bucket])
-        self.stat_update("documents", value=len(hashes))
-        yield from ()
 
 
 class DecideBucket(_PlanStep):
@@ -174,7 +187,9 @@ class PackSlice(_PlanStep):
         source = plan.spec.sources[task.source]
         out = plan.part_dir(task)
         shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
-        dropped = self._dropped(task) if plan.spec.dedup else set()
+        duplicates = self._dropped(task) if plan.spec.dedup else set()
+        near = near_dedup.dropped_positions(plan.work, plan.pack_ranks()[rank]) if source.near_dedup else set()
+        dropped = duplicates | near
         reads: list[_SliceRead] = []
 
         def encode(held_out: frozenset[int]) -> Iterator[EncodedChunk]:
@@ -184,7 +199,8 @@ class PackSlice(_PlanStep):
         splits = pack_holding_out(encode, out, plan.spec.seq_len, plan.settings.dtype, plan.settings.val_fraction)
         read = reads[-1]
         filters = read.cleaner.counts(source.name)
-        filters["duplicate"] += len(dropped)
+        filters["duplicate"] += len(duplicates)
+        filters["near_duplicate"] = len(near - duplicates)
         write_json_atomic(out / COUNTS_FILE, {
             **read.kept, "capped": read.stats.capped, "splits": splits, "filters": filters,
             "skipped": {"binary": read.stats.skipped_binary, "non_utf8": read.stats.skipped_non_utf8},
@@ -219,11 +235,21 @@ class _SliceRead:
             yield text
 
 
-STEPS = {"scan": ScanSlice, "decide": DecideBucket, "pack": PackSlice}
-
-
 def passes(plan: BuildPlan) -> list[str]:
-    return list(PASSES) if plan.spec.dedup else ["pack"]
+    wanted = {"scan": plan.spec.dedup or plan.near, "decide": plan.spec.dedup, "near_pairs": plan.near,
+              "near_clusters": plan.near, "pack": True}
+    return [name for name in PASSES if wanted[name]]
+
+
+def pipeline(plan: BuildPlan, name: str) -> list[PipelineStep]:
+    """The steps of one pass's tasks."""
+    if name == "scan":
+        return [ScanSlice(plan)] + ([near_dedup.signature_step(plan.work, plan.spec.minhash)] if plan.near else [])
+    if name == "near_pairs":
+        return [near_dedup.pairs_step(plan.work, plan.spec.minhash)]
+    if name == "near_clusters":
+        return [near_dedup.ClusterNearDuplicates(plan.work)]
+    return [{"decide": DecideBucket, "pack": PackSlice}[name](plan)]
 
 
 def run_local(plan: BuildPlan, workers: int) -> None:
@@ -233,7 +259,7 @@ def run_local(plan: BuildPlan, workers: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tasks are the parallelism
     for name in passes(plan):
         LocalPipelineExecutor(
-            pipeline=[STEPS[name](plan)], tasks=plan.pass_tasks(name), workers=min(workers, plan.pass_tasks(name)),
+            pipeline=pipeline(plan, name), tasks=plan.pass_tasks(name), workers=min(workers, plan.pass_tasks(name)),
             logging_dir=str(Path(plan.work) / name), start_method="fork",
         ).run()
         _check_complete(plan, name)
@@ -250,8 +276,8 @@ def _check_complete(plan: BuildPlan, name: str) -> None:
 
 def remove_task_data(plan: BuildPlan) -> None:
     """The tasks' outputs (hash buckets, drop lists, packed parts) once the sources hold them."""
-    for name in ("hashes", "drop", "parts"):
-        shutil.rmtree(Path(plan.work) / name, ignore_errors=True)
+    for path in ("hashes", "drop", "parts", near_dedup.folder(plan.work)):
+        shutil.rmtree(Path(plan.work) / path, ignore_errors=True)
 
 
 def write_plan_note(plan: BuildPlan) -> None:
@@ -296,9 +322,9 @@ def submit_slurm(plan: BuildPlan, settings: SlurmSettings, finish) -> str:
 
     activate = settings.env_command or f"source {Path(sys.prefix) / 'bin' / 'activate'}"
     previous = None
-    for name, step in [*((n, STEPS[n](plan)) for n in passes(plan)), ("finish", FinishBuild(finish))]:
+    for name, steps in [*((n, pipeline(plan, n)) for n in passes(plan)), ("finish", [FinishBuild(finish)])]:
         previous = SlurmPipelineExecutor(
-            pipeline=[step], tasks=1 if name == "finish" else plan.pass_tasks(name), time=settings.time,
+            pipeline=steps, tasks=1 if name == "finish" else plan.pass_tasks(name), time=settings.time,
             partition=settings.partition, cpus_per_task=settings.cpus_per_task,
             mem_per_cpu_gb=settings.mem_per_cpu_gb, workers=settings.max_running, job_name=f"codemix-{name}",
             env_command=f"{activate}\nexport TOKENIZERS_PARALLELISM=false", depends=previous,
