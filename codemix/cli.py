@@ -9,6 +9,7 @@ import sys
 from codemix.errors import CodemixError
 
 # command -> module exposing add_parser(subparsers); the parser it adds sets `func(args) -> int`.
+# Every module here must import: a broken one is an error, never a command quietly missing.
 COMMAND_MODULES = {
     "data": "codemix.data.cli",
     "recipe": "codemix.plan.cli",
@@ -19,6 +20,9 @@ COMMAND_MODULES = {
     "export": "codemix.export.cli",
     "mixture": "codemix.mixture_cli",
 }
+# command -> modules of packages above the group's own that add actions to it: each exposes
+# add_actions(actions), given what the group's add_parser returned (`codemix data synth`).
+GROUP_ACTIONS = {"data": ("codemix.synth.cli",)}
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -29,13 +33,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         if wanted is not None and name != wanted:
             subparsers.add_parser(name)  # listed in --help without importing it
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue  # a command group not built yet
-        module.add_parser(subparsers)
+        actions = importlib.import_module(module_name).add_parser(subparsers)
+        for extension in GROUP_ACTIONS.get(name, ()):
+            importlib.import_module(extension).add_actions(actions)
     return parser
 
 

@@ -14,11 +14,14 @@ from test_export import tiny_checkpoint
 
 from codemix.config.data_spec import load_data_spec
 from codemix.data.sources import ReadStats, read_source
-from codemix.data.synth import SHIPPED_PROBLEMS, Problem, add_synth_parser, load_problems, summary_path, verify
-from codemix.data.synth_generators import COMPLETION_STOP
 from codemix.data.tokenizer import save_tokenizer, train_bpe
 from codemix.errors import CodemixError, ConfigError
 from codemix.sandbox import Sandbox
+from codemix.synth.cli import add_actions
+from codemix.synth.generators import COMPLETION_STOP
+from codemix.synth.pipeline import add_synthetic_source, summary_path
+from codemix.synth.problems import SHIPPED_PROBLEMS, Problem, load_problems
+from codemix.synth.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {p.entry_point: p for p in load_problems(SHIPPED_PROBLEMS)}
@@ -81,7 +84,7 @@ def write_problems(path: Path, entry_points: list[str]) -> Path:
 
 def synth(problems: Path, generator: str, out: Path, *options: str) -> int:
     parser = argparse.ArgumentParser(prog="codemix data")
-    add_synth_parser(parser.add_subparsers())
+    add_actions(parser.add_subparsers())
     args = parser.parse_args(["synth", str(problems), "--generator", generator, "--out", str(out), *options])
     return args.func(args)
 
@@ -225,7 +228,7 @@ def test_bad_input_is_refused_naming_it(teacher_url, tmp_path):
     broken.write_text('{"id": "x", "statement": "s"}\n')
     with pytest.raises(ConfigError, match=r":1: needs non-empty string fields signature, entry_point, tests"):
         synth(broken, f"openai:{teacher_url}#t", out)
-    with pytest.raises(CodemixError, match=r"/nowhere/chat/completions .*problem 'batched'"):
+    with pytest.raises(CodemixError, match=r"problem 'batched': generator \S*/nowhere/chat/completions \(model 't'\)"):
         synth(problems, f"openai:{teacher_url.replace('/v1', '/nowhere')}/chat/completions#t", out)
     assert not out.exists() and not summary_path(out).exists()
 
@@ -238,21 +241,21 @@ def test_problem_text_keeps_the_statement_as_a_wrapped_docstring():
     assert max(map(len, text.splitlines())) <= 88 and len(text.splitlines()) == 11
 
 
-def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(teacher_url, smoke_reproduction,
-                                                                            tmp_path, capsys):
-    """`codemix reproduce --synth-generator` runs `codemix data synth --add-to`: the verified solutions
-    become a source of kind `synthetic` in the quickstart corpus, tokenized with its tokenizer, and
-    the study then plans the synthetic arms (which it skips without one) with the source drawn."""
-    from codemix.analysis.reproduce import add_synthetic_source, plan_study
+def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(teacher, teacher_url,
+                                                                            smoke_reproduction, tmp_path, capsys):
+    """`codemix data synth --add-to` (add_synthetic_source, which `codemix reproduce --synth-generator`
+    calls too): the verified solutions become a source of kind `synthetic` in the quickstart corpus,
+    tokenized with its tokenizer, and the study then plans the synthetic arms (which it skips without
+    one) with the source drawn."""
     from codemix.data.corpus import Corpus
     from codemix.data.mixture import plan_stage
 
     home = tmp_path / "home"
     shutil.copytree(smoke_reproduction.home / "corpora", home / "corpora")
     before = Corpus.open(home / "corpora" / "quickstart")
-    said = []
-    add_synthetic_source(REPO / "recipes" / "tiny", f"openai:{teacher_url}#teacher", home, "test", said.append)
     out = home / "corpora" / "quickstart-synthetic.jsonl"
+    generator = f"openai:{teacher_url}#teacher"
+    assert synth(SHIPPED_PROBLEMS, generator, out, "--add-to", "quickstart", "--home", str(home)) == 0
     summary = json.loads(summary_path(out).read_text())
     assert summary["problems_solved"] == len(SHIPPED) - len(TRICKS) + 3  # + pack_documents, batched, competition_rank
 
@@ -262,12 +265,19 @@ def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(tea
         [(s.name, s.kind, s.id) for s in before.sources] + [("synthetic_python", "synthetic", len(before.sources))])
     manifest = corpus.manifest("synthetic_python")
     assert manifest["documents"] == summary["written"] and manifest["tokenizer_hash"] == corpus.tokenizer_hash
-    assert manifest["licence"].startswith(f"output of the generator openai:{teacher_url}#teacher")
+    assert manifest["licence"].startswith(f"output of the generator {generator}")
     assert manifest["splits"]["train"]["samples"] > 0
-    assert "synthetic_python" in capsys.readouterr().out  # the corpus table printed after adding
+    printed = capsys.readouterr().out
+    assert "synthetic_python" in printed and f"added synthetic_python to {corpus.path}" in printed
 
-    add_synthetic_source(REPO / "recipes" / "tiny", f"openai:{teacher_url}#teacher", home, "test", said.append)
-    assert len(said) == 1 and "has no synthetic source" in said[0]  # the second time there is one
+    # A source the corpus cannot take is refused before the generator is asked anything.
+    asked = len(teacher.requests)
+    with pytest.raises(ConfigError, match="source name 'code' is also a kind there"):
+        add_synthetic_source(corpus.path, generator, tmp_path / "again.jsonl", source_name="code")
+    assert len(teacher.requests) == asked and not (tmp_path / "again.jsonl").exists()
+    from codemix.analysis.reproduce import plan_study
+
+    said = []
     study = plan_study(REPO / "recipes" / "tiny", home, "test", said.append)
     assert not study.skipped, study.skipped
     synthetic = [s for s in study.stages if "synthetic" in s.recipe.stages[s.name].mixture]

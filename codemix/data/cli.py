@@ -1,4 +1,5 @@
-"""`codemix data build`, `codemix data add`, `codemix data inspect` and `codemix data synth`."""
+"""`codemix data build`, `codemix data add` and `codemix data inspect` (`codemix data synth` is the
+synth package's, which sits above data: codemix/cli.py adds it to this group)."""
 
 import argparse
 import shlex
@@ -6,12 +7,12 @@ from pathlib import Path
 
 from codemix.config.data_spec import load_data_spec, quickstart_spec_path
 from codemix.data.corpus import CORPUS_FILE, Corpus, resolve_corpus
-from codemix.data.synth import add_synth_parser
 from codemix.errors import ConfigError
 from codemix.paths import corpora_dir
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add the `data` group; returns its actions, to which packages above data add theirs."""
     data = subparsers.add_parser("data", help="build and inspect tokenized corpora")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
@@ -45,8 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--quickstart", action="store_true", help="inspect the quickstart corpus")
     inspect.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
     inspect.set_defaults(func=run_inspect)
-
-    add_synth_parser(actions)
+    return actions
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -85,22 +85,18 @@ def _executor(args: argparse.Namespace):
 
 def run_add(args: argparse.Namespace) -> int:
     from codemix.config.data_spec import load_source_list
+    from codemix.data.build import add_sources
+    from codemix.data.inspect import format_corpus
 
     _check_processes(args.processes)
     sources = load_source_list(args.sources)
     command = shlex.join(["codemix", "data", "add", args.corpus, args.sources])
-    add_to_corpus(resolve_corpus(args.corpus, args.home), sources, args.processes, command)
-    return 0
-
-
-def add_to_corpus(corpus_dir: Path, sources: list, processes: int, command: str) -> None:
-    """`add_sources` with progress and the resulting table printed (also used by `data synth --add-to`)."""
-    from codemix.data.build import add_sources
-    from codemix.data.inspect import format_corpus
-
-    add_sources(corpus_dir, sources, processes=processes, command=command, progress=lambda line: print(line, flush=True))
+    corpus_dir = resolve_corpus(args.corpus, args.home)
+    add_sources(corpus_dir, sources, processes=args.processes, command=command,
+                progress=lambda line: print(line, flush=True))
     print(format_corpus(Corpus.open(corpus_dir)))
     print(f"added {', '.join(s.name for s in sources)} to {corpus_dir}")
+    return 0
 
 
 def _check_processes(processes: int) -> None:

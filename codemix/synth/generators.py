@@ -11,20 +11,16 @@ and answers with a whole function in a code block. Either way a generator return
 sample, the solution code (starting at the function definition) that the sandbox will verify."""
 
 import json
-import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from codemix.errors import CodemixError, ConfigError
-
-if TYPE_CHECKING:
-    from codemix.data.synth import Problem
+from codemix.errors import ConfigError
+from codemix.eval.chat_api import chat_completion, chat_endpoint
+from codemix.synth.problems import Problem
 
 API_KEY_ENV = "CODEMIX_SYNTH_API_KEY"
 # A completion ends where a new top-level statement begins: the function is done.
@@ -55,7 +51,7 @@ class Sampling:
 class Generator(Protocol):
     spec: str  # what --generator said
 
-    def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
+    def solve(self, problems: Sequence[Problem], sampling: Sampling) -> list[list[str]]:
         """`sampling.samples` solutions (code from the `def` line on) per problem, in order."""
 
     def describe(self) -> dict:
@@ -93,7 +89,7 @@ class CodemixGenerator:
         self.model = load_model(target, device)
         self.identity = checkpoint_identity(target)
 
-    def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
+    def solve(self, problems: Sequence[Problem], sampling: Sampling) -> list[list[str]]:
         from codemix.eval.generation import GenerationConfig, generate
 
         cfg = GenerationConfig(max_new_tokens=sampling.max_new_tokens, stop=COMPLETION_STOP,
@@ -118,7 +114,7 @@ class HfGenerator:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="auto")  # as saved
         self.model = model.to(device).eval()
 
-    def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
+    def solve(self, problems: Sequence[Problem], sampling: Sampling) -> list[list[str]]:
         import torch
 
         from codemix.eval.generation import cut_at_stop
@@ -154,37 +150,19 @@ class ChatGenerator:
     requests: int = 4  # in flight at once: an endpoint serves many, one at a time leaves it idle
     timeout_s: float = 300.0
 
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        if url.endswith("/chat/completions"):
-            return url
-        return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
-
-    def solve(self, problems: Sequence["Problem"], sampling: Sampling) -> list[list[str]]:
+    def solve(self, problems: Sequence[Problem], sampling: Sampling) -> list[list[str]]:
         jobs = [(problem, index) for problem in problems for index in range(sampling.samples)]
         with ThreadPoolExecutor(max_workers=self.requests, thread_name_prefix="synth-request") as pool:
             replies = iter(pool.map(lambda job: self._reply(job[0], sampling, job[1]), jobs))
             return [[extract_code(next(replies)) for _ in range(sampling.samples)] for _ in problems]
 
-    def _reply(self, problem: "Problem", sampling: Sampling, index: int) -> str:
+    def _reply(self, problem: Problem, sampling: Sampling, index: int) -> str:
         body = {"model": self.model, "temperature": sampling.temperature, "max_tokens": sampling.max_new_tokens,
                 "seed": sampling.seed + index, "messages": [
                     {"role": "system", "content": SYSTEM},
                     {"role": "user", "content": REQUEST.format(statement=problem.statement,
                                                                signature=problem.signature)}]}
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get(API_KEY_ENV):
-            headers["Authorization"] = f"Bearer {os.environ[API_KEY_ENV]}"
-        request = urllib.request.Request(self.endpoint, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                payload = json.load(response)
-            reply = payload["choices"][0]["message"]["content"]
-        except (urllib.error.URLError, OSError, KeyError, IndexError, TypeError, json.JSONDecodeError) as err:
-            raise CodemixError(f"generator {self.endpoint} (model {self.model!r}) failed on problem "
-                               f"{problem.id!r}: {err}") from err
-        return reply if isinstance(reply, str) else ""
+        return chat_completion(self.url, body, API_KEY_ENV, self.timeout_s, what=f"problem {problem.id!r}: generator")
 
     def describe(self) -> dict:
-        return {"type": "openai", "spec": self.spec, "endpoint": self.endpoint, "model": self.model}
+        return {"type": "openai", "spec": self.spec, "endpoint": chat_endpoint(self.url), "model": self.model}
