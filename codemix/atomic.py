@@ -3,7 +3,8 @@ one, never a torn file or a half-replaced directory.
 
 A file goes to a temp file beside its target (same file system, so the rename is atomic), is
 fsynced, and replaces the target with os.replace; the directory is fsynced so the rename is durable.
-A directory is built elsewhere by the caller and swapped in with `replace_dir`."""
+A directory is filled in a temp folder beside its target (`atomic_dir`: checkpoints, exports), whose
+files and folders are fsynced before it is swapped in with `replace_dir`."""
 
 import json
 import os
@@ -46,6 +47,24 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """A temp folder beside `target` for the caller to fill; on success everything in it is fsynced,
+    given the modes of any new folder and file (0777 / 0666 less the umask, not the 0700 of a private
+    temp folder), and it replaces `target`; on any failure it is removed and `target` left as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}{os.getpid()}-", dir=target.parent))
+    try:
+        yield tmp
+        _public_modes(tmp)
+        _fsync_tree(tmp)
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)  # make the rename itself durable
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Rename `new` to `target`; an existing target is moved aside first and removed after, so at no
     moment does a half-deleted old version stand at `target`."""
@@ -57,6 +76,25 @@ def replace_dir(new: Path, target: Path) -> None:
     os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _public_modes(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)  # the only way to read it
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Every file's data, then every folder's entries, bottom up: the rename publishes only what is on disk."""
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
 
 
 def _fsync_dir(directory: Path) -> None:

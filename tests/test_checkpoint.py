@@ -112,3 +112,43 @@ def test_a_killed_writers_temporaries_are_swept_and_a_live_ones_kept(tokenizer_j
     assert live.is_dir() and not killed.exists()
     save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "final"]
+
+
+def test_every_file_and_folder_is_fsynced_before_the_rename_and_the_parent_after(tokenizer_json, tmp_path,
+                                                                                  monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def noting_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def noting_replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    monkeypatch.setattr(os, "replace", noting_replace)
+    out = save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    (rename,) = [e for e in events if e[0] == "replace"]
+    _, tmp, target = rename
+    assert target == str(out)
+    before = {path for kind, path, *_ in events[:events.index(rename)] if kind == "fsync"}
+    assert before == {tmp, *(os.path.join(tmp, p.name) for p in out.iterdir())}
+    assert events[-1] == ("fsync", str(tmp_path))  # the rename itself made durable
+
+
+def test_a_failed_save_leaves_the_previous_folder_and_no_temporaries(tokenizer_json, tmp_path, monkeypatch):
+    import codemix.model.checkpoint as checkpoint
+
+    out = save_pretrained(Decoder(small()), small(), tokenizer_json, tmp_path / "final")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_pretrained(Decoder(small(d_model=64)), small(d_model=64), tokenizer_json, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]

@@ -58,8 +58,11 @@ def test_hash_is_the_saved_files_sha256(tokenizer: Tokenizer, stdlib_texts: list
     first = save_tokenizer(tokenizer, tmp_path / "a.json")
     assert first == hashlib.sha256((tmp_path / "a.json").read_bytes()).hexdigest()[:16] == file_hash(tmp_path / "a.json")
     assert save_tokenizer(tokenizer, tmp_path / "b.json") == first
+    tokenizer.save(str(tmp_path / "plain.json"))  # the bytes of tokenizers' own save: hashes of built corpora stay
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
     other = train_bpe(stdlib_texts, vocab_size=700, min_frequency=2)
-    assert save_tokenizer(other, tmp_path / "c.json") != first
+    replaced = save_tokenizer(other, tmp_path / "a.json")  # over the first: the hash is of the new file
+    assert replaced != first and replaced == file_hash(tmp_path / "a.json") == save_tokenizer(other, tmp_path / "c.json")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 

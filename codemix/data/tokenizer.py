@@ -4,14 +4,14 @@ Either way the tokenizer saved next to the shards carries the three special toke
 identified by the hash of the saved file's bytes (the `tokenizer_hash` that stages and evaluation
 check against)."""
 
-import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from codemix.atomic import write_text_atomic
 from codemix.errors import ConfigError
+from codemix.hashing import file_sha256
 
 EOS = "<|endoftext|>"
 BOS = "<|bos|>"
@@ -74,12 +74,11 @@ def token_dtype(vocab_size: int) -> str:
 
 def file_hash(path: str | Path) -> str:
     """sha256 of the file's bytes, first 16 hex characters: the tokenizer's identity."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:HASH_CHARS]
+    return file_sha256(path)[:HASH_CHARS]
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> str:
-    """Save atomically and return the saved file's hash."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tokenizer.save(str(tmp))
-    tmp.replace(path)
+    """Save atomically (fsynced temp file renamed into place) and return the saved file's hash. The
+    bytes are those of `tokenizer.save` (pretty JSON): the hash is the corpus's tokenizer identity."""
+    write_text_atomic(Path(path), tokenizer.to_str(pretty=True))
     return file_hash(path)

@@ -6,14 +6,11 @@ asked (`overwrite`) and only when it is a previous export (it holds EXPORT_MARK)
 is, holds or lies inside the checkpoint, or holds the working directory, is refused outright."""
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import save_file
 
-from codemix.atomic import TMP_MARK, replace_dir
+from codemix.atomic import atomic_dir
 from codemix.errors import ConfigError
 from codemix.eval.results import resolve_target
 from codemix.export.hf_config import architecture_for, hf_config
@@ -36,8 +33,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = Fal
     arch = architecture_for(cfg, origin=str(source / CONFIG))  # refuse before writing anything
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(out)  # temporaries of an export that was killed
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}{os.getpid()}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         special_ids = write_tokenizer_files(source / TOKENIZER, tmp, cfg.max_seq_len)
         state = hf_state_dict(model.state_dict(), cfg, arch)
         save_file(state, tmp / HF_WEIGHTS, metadata={"format": "pt"})
@@ -45,10 +41,6 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = Fal
         hf_config(cfg, arch, dtype, special_ids).save_pretrained(tmp)
         mark = {"format": "hf", "architecture": arch.name, "source": str(source.resolve())}
         (tmp / EXPORT_MARK).write_text(json.dumps(mark, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return given
 
 

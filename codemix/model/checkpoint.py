@@ -1,15 +1,12 @@
 """Pretrained-weights folders: model.safetensors + model_config.json + tokenizer.json.
 
 This is the hand-off format between training (a stage's final weights), evaluation and export.
-A folder is written whole into a temporary sibling directory (`.<name>.tmp-<pid>-...`, which the next
-writer sweeps when that process is gone) and renamed into place, so a reader never sees a half-written
-one. The folder and its files get the modes of any directory and file (0777 / 0666 less the umask),
-not the 0700 / 0600 of a private temp directory."""
+A folder is written whole by codemix.atomic.atomic_dir (a temporary sibling `.<name>.tmp-<pid>-...`,
+which the next writer sweeps when that process is gone, fsynced and renamed into place), so a reader
+never sees a half-written one."""
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,9 +14,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from codemix.atomic import TMP_MARK, replace_dir
-from codemix.errors import ConfigError
+from codemix.atomic import atomic_dir
 from codemix.config.model import ModelConfig
+from codemix.errors import ConfigError
 from codemix.model.transformer import Decoder
 
 WEIGHTS = "model.safetensors"
@@ -34,28 +31,13 @@ def save_pretrained(model: Decoder, cfg: ModelConfig, tokenizer_json_path: str |
     tokenizer_json_path = Path(tokenizer_json_path)
     if not tokenizer_json_path.is_file():
         raise ConfigError(f"{tokenizer_json_path}: no tokenizer.json to save with the model")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{TMP_MARK}{os.getpid()}-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         # A tied head is not a separate tensor in the state dict, so nothing is shared on disk.
         state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         shutil.copyfile(tokenizer_json_path, tmp / TOKENIZER)
-        _public_modes(tmp)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
-
-
-def _public_modes(folder: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)  # the only way to read it
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
 
 
 def load_pretrained(path: str | Path, device: str | torch.device = "cpu"
