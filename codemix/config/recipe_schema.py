@@ -58,10 +58,15 @@ class DataSection:
     """corpus: a corpus name (under $CODEMIX_HOME/corpora) or a path (contains a '/' or starts with
     '.'; relative paths are taken from the directory of the file that wrote them).
     build: optional data YAML (same path rule) that `codemix train` builds the corpus from when it is
-    missing."""
+    missing.
+    cache_limit, predownload: for a corpus in object storage (s3://...), the local cache of its training
+    shards ("50gb", or bytes; default: unbounded if they fit in half the free disk, else half of it) and
+    the samples each loader worker downloads ahead (default: streaming's, 8 x micro_batch)."""
 
     corpus: str = MISSING
     build: Optional[str] = None
+    cache_limit: Optional[str] = None
+    predownload: Optional[int] = None
 
 
 @dataclass
