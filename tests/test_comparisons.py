@@ -214,3 +214,21 @@ def test_no_sweep_or_quality_arms_means_no_such_sections(tmp_path):
     assert "Fig 4" not in markdown and "Fig 5" not in markdown and "Fig 6" not in markdown
     assert "lacks the arms or scores for 11" in markdown
     assert not (out / "comparisons.csv").exists() and not (out / "figures" / "sweep.png").exists()
+
+
+def test_smoke_study_report_opens_with_findings_and_compares_its_cooldowns(smoke_reproduction):
+    """On the real smoke study (tests/reproduce_fixtures.py: trained and evaluated once a session)."""
+    report = smoke_reproduction.report
+    markdown = (report / "report.md").read_text()
+    assert markdown.startswith("# codemix report\n\nOf the study's 11 directions checked here, this run shows ")
+    opening = markdown.split("## Table 2")[0]
+    assert "(tiny-smoke-balanced-to-text/cpt vs tiny-smoke-text-only/pt)" in opening  # the headline pair
+    assert "- **not measured**: 25% code over 0%" in opening  # the smoke study has no sweep
+    assert "Table 2 (vs the baselines): " in opening and "Fig 6 (cooldowns): " in opening
+    fig6 = {(r["comparison"], r["arm"], r["baseline"]) for r in read_csv(report / "comparisons.csv")}
+    assert fig6 == {
+        (COOLDOWN_WITH_CODE, "tiny-smoke-text-only", "tiny-smoke-text-only/pt"),
+        (COOLDOWN_WITH_CODE, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text/cpt"),
+        (COOLDOWN_WITHOUT_CODE, "tiny-smoke-balanced-to-text-cooldown-text", "tiny-smoke-balanced-to-text/cpt"),
+        (WITH_VS_WITHOUT, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text-cooldown-text/cooldown")}
+    assert "## Cooldown (the study's Fig 6)" in markdown and "Fig 4" not in markdown

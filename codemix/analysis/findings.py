@@ -98,7 +98,8 @@ def findings(study: StudyComparisons) -> list[Finding]:
 
 def findings_lines(found: list[Finding], level: float) -> list[str]:
     """The report's opening: a sentence of counts, then one line per direction with its numbers."""
-    count = {verdict: sum(1 for f in found if f.verdict == verdict) for verdict in (SHOWN, CONTRARY, MIXED, UNCLEAR, ABSENT)}
+    count = {verdict: sum(1 for f in found if f.verdict == verdict)
+             for verdict in (SHOWN, CONTRARY, MIXED, UNCLEAR, ABSENT)}
     bpb_only = sum(1 for f in found if f.shown_by == ("bpb",))
     lines = [f"Of the study's {len(found)} directions checked here, this run shows {count[SHOWN]} "
              f"({bpb_only} of them in bits per byte only), contradicts {count[CONTRARY]}, is mixed on {count[MIXED]}, "

@@ -1,6 +1,6 @@
 """The report's figures as PNG: validation loss per source along each arm, one bar chart per study
-score, and the code-fraction sweep's curves against its 0% model. matplotlib's object API (Figure renders with Agg) keeps pyplot's global state and any display
-backend out of it."""
+score, and the code-fraction sweep's curves against its 0% model. matplotlib's object API (Figure
+renders with Agg) keeps pyplot's global state and any display backend out of it."""
 
 import math
 from pathlib import Path
