@@ -216,6 +216,7 @@ def test_no_sweep_or_quality_arms_means_no_such_sections(tmp_path):
     assert not (out / "comparisons.csv").exists() and not (out / "figures" / "sweep.png").exists()
 
 
+@pytest.mark.slow
 def test_smoke_study_report_opens_with_findings_and_compares_its_cooldowns(smoke_reproduction):
     """On the real smoke study (tests/reproduce_fixtures.py: trained and evaluated once a session)."""
     report = smoke_reproduction.report
