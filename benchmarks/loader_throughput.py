@@ -21,6 +21,7 @@ import torch
 from bench_corpus import open_bench_corpus, recorded_path  # benchmarks/ is on sys.path when run as a script
 from codemix.data.corpus import Corpus
 from codemix.data.datamodule import MixtureDataModule
+from codemix.data.mixture import plan_data
 
 
 def _natural_stage(corpus: Corpus, micro_batch: int, max_tokens: int) -> dict:
@@ -43,7 +44,9 @@ def _natural_stage(corpus: Corpus, micro_batch: int, max_tokens: int) -> dict:
 
 
 def _time_loader(corpus_path: Path, stage: dict, num_workers: int) -> dict:
-    module = MixtureDataModule(corpus_path, num_workers=num_workers, **stage)
+    corpus = Corpus.open(corpus_path)
+    plan = plan_data(corpus, stage["mixture"], stage["tokens"], stage["seq_len"], stage["global_batch"])
+    module = MixtureDataModule(plan, stage["micro_batch"], stage["seed"], num_workers=num_workers)
     start = time.perf_counter()
     loader = module.train_dataloader()
     first_batch_s, tokens = None, 0

@@ -42,7 +42,8 @@ from codemix.train.callbacks import peak_flops
 from codemix.train.module import parameter_groups, per_sample_loss
 from codemix.train.run import StageTraining
 from codemix.train.schedules import lr_at
-from codemix.train.stages import StageDir, package_versions
+from codemix.plan.stage import plan_recipe
+from codemix.train.stages import package_versions
 
 RESULTS = Path(__file__).parent / "results"
 WARMUP_STEPS = 5
@@ -97,8 +98,7 @@ def run_lightning(training: StageTraining) -> float:
 
 def new_datamodule(training: StageTraining) -> MixtureDataModule:
     stage = training.stage
-    return MixtureDataModule(training.corpus.path, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch,
-                             stage.micro_batch, stage.seed, max_passes=stage.max_passes)
+    return MixtureDataModule(training.plan.data, stage.micro_batch, stage.seed)
 
 
 def run_bare(training: StageTraining, device: torch.device, autocast_dtype) -> float:
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         recipe = load_recipe(bench_recipe(Path(tmp), corpus.path, corpus.seq_len, args.steps, args))
-        training = StageTraining(recipe, "bench", "bench", StageDir(Path(tmp) / "stage"), corpus, None, "benchmark")
+        plan = plan_recipe(recipe, lambda _: corpus, home=tmp).stage("bench")
+        training = StageTraining(plan, None, "benchmark")
         lightning, bare = [], []
         for _ in range(args.repeats):  # alternate so a busy spell on the machine hits both sides
             bare.append(run_bare(training, device, autocast_dtype))

@@ -15,7 +15,7 @@ COMMAND_MODULES = {
     "recipe": "codemix.plan.cli",
     "train": "codemix.train.cli",
     "eval": "codemix.eval.cli",
-    "reproduce": "codemix.analysis.reproduce_cli",
+    "reproduce": "codemix.study.cli",
     "report": "codemix.analysis.report_cli",
     "export": "codemix.export.cli",
     "mixture": "codemix.mixture_cli",

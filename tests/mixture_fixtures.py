@@ -120,12 +120,23 @@ class RecordingLM(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def stage_datamodule(corpus, mixture, tokens, seq_len, global_batch, micro_batch, seed, max_passes=1.0,
+                     num_workers=0, val_samples_per_source=64, origin="stage"):
+    """A MixtureDataModule for a stage given as loose values (what a recipe's plan holds)."""
+    from codemix.data.corpus import Corpus, resolve_corpus
+    from codemix.data.datamodule import MixtureDataModule
+    from codemix.data.mixture import plan_data
+
+    opened = Corpus.open(resolve_corpus(corpus))
+    plan = plan_data(opened, mixture, tokens, seq_len, global_batch, max_passes, origin=origin)
+    return MixtureDataModule(plan, micro_batch, seed, num_workers=num_workers,
+                             val_samples_per_source=val_samples_per_source, origin=origin)
+
+
 def stream_stage(spec: dict) -> dict:
     """Stream a stage's train loader: optionally restore a saved position first, optionally stop after
     `take` batches and save the position. Returns the samples seen as [source_id label, *first 3 tokens]."""
-    from codemix.data.datamodule import MixtureDataModule
-
-    module = MixtureDataModule(spec["corpus"], **spec["stage"])
+    module = stage_datamodule(spec["corpus"], **spec["stage"])
     if spec.get("state_in"):
         module.load_state_dict(json.loads(Path(spec["state_in"]).read_text()))
     seen = []
@@ -147,9 +158,7 @@ def stream_stage(spec: dict) -> dict:
 def fit_stage(spec: dict, out: Path) -> None:
     """Train RecordingLM on the stage with a Lightning Trainer launched as `spec["trainer"]` says (its
     ddp launcher re-runs this script for the other ranks); each rank writes OUT.rank<N>."""
-    from codemix.data.datamodule import MixtureDataModule
-
-    module = MixtureDataModule(spec["corpus"], **spec["stage"])
+    module = stage_datamodule(spec["corpus"], **spec["stage"])
     model = RecordingLM()
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

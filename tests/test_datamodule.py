@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from mixture_fixtures import SEQ_LEN, RecordingLM, SourceSpec, stream_stage, write_corpus
+from mixture_fixtures import SEQ_LEN, RecordingLM, SourceSpec, stage_datamodule, stream_stage, write_corpus
 
 from codemix.data.datamodule import WORLD_ENV, MixtureDataModule
 from codemix.data.validation import evenly_spaced
@@ -101,7 +101,7 @@ def test_stage_yields_exactly_its_budget_by_source(corpus):
 
 
 def test_batches_are_long_tensors_of_seq_len(corpus):
-    module = MixtureDataModule(corpus, **STAGE)
+    module = stage_datamodule(corpus, **STAGE)
     batch = next(iter(module.train_dataloader()))
     assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (MICRO_BATCH, SEQ_LEN)
     assert batch["source_id"].dtype == torch.long and batch["source_id"].shape == (MICRO_BATCH,)
@@ -121,11 +121,11 @@ def test_repetition_beyond_one_pass_when_allowed(corpus):
     docs = [key for key in as_keys(result["samples"]) if key[0] == 3]
     assert len(docs) == 80 and len(set(docs)) == 50  # every docs sample once, 30 of them twice
     with pytest.raises(ConfigError, match="'docs' is too small.*1.60 passes"):
-        MixtureDataModule(corpus, **{**STAGE, "mixture": {"docs": 0.5, "kjv": 0.5}})
+        stage_datamodule(corpus, **{**STAGE, "mixture": {"docs": 0.5, "kjv": 0.5}})
 
 
 def test_val_loaders_one_per_source_with_val_samples(corpus):
-    module = MixtureDataModule(corpus, **STAGE, val_samples_per_source=64)
+    module = stage_datamodule(corpus, **STAGE, val_samples_per_source=64)
     loaders = module.val_dataloader()
     assert module.val_source_ids == [0, 1, 2]  # docs has no val samples
     seen = [[row[:3].tolist() for batch in loader for row in batch["input_ids"]] for loader in loaders]
@@ -139,8 +139,8 @@ def test_val_loaders_one_per_source_with_val_samples(corpus):
 
 def test_micro_batch_and_world_size_must_divide_the_global_batch(corpus, monkeypatch):
     with pytest.raises(ConfigError, match="global_batch 16 is not a multiple of micro_batch 5"):
-        MixtureDataModule(corpus, **{**STAGE, "micro_batch": 5})
-    module = MixtureDataModule(corpus, **{**STAGE, "micro_batch": 8})
+        stage_datamodule(corpus, **{**STAGE, "micro_batch": 5})
+    module = stage_datamodule(corpus, **{**STAGE, "micro_batch": 8})
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(ConfigError, match="micro_batch 8 x world size 4"):
         module.accumulate_grad_batches
@@ -149,7 +149,7 @@ def test_micro_batch_and_world_size_must_divide_the_global_batch(corpus, monkeyp
 @pytest.mark.parametrize("change", [{"seed": 12}, {"mixture": {"kjv": 1.0}}])
 def test_saved_position_of_another_stage_is_refused(corpus, change):
     state = run(corpus)["state"]
-    module = MixtureDataModule(corpus, **{**STAGE, **change})
+    module = stage_datamodule(corpus, **{**STAGE, **change})
     module.load_state_dict(state)
     with pytest.raises(ConfigError, match=f"belongs to stage {state['stage']}, not to this stage"):
         module.train_dataloader()
@@ -169,10 +169,10 @@ def test_resume_in_a_new_process_yields_exactly_the_rest(corpus, tmp_path):
 
 def test_position_saved_before_the_first_batch_restarts_the_stage(corpus):
     full = run(corpus, seed=0)
-    unstarted = MixtureDataModule(corpus, **{**STAGE, "seed": 0})
+    unstarted = stage_datamodule(corpus, **{**STAGE, "seed": 0})
     unstarted.train_dataloader()
     state = unstarted.state_dict()
-    module = MixtureDataModule(corpus, **{**STAGE, "seed": 0})
+    module = stage_datamodule(corpus, **{**STAGE, "seed": 0})
     module.load_state_dict(state)
     samples = [row[:3].tolist() for batch in module.train_dataloader() for row in batch["input_ids"]]
     assert samples == [key[1:] for key in full["samples"]]
@@ -238,7 +238,7 @@ def _trainer(module: MixtureDataModule, **kwargs) -> L.Trainer:
 def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(corpus, tmp_path):
     full = run(corpus)["samples"]
     world_env = {key: os.environ.get(key) for key in WORLD_ENV}
-    first_data, first_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
+    first_data, first_model = stage_datamodule(corpus, **STAGE), RecordingLM()
     every_4_steps = ModelCheckpoint(dirpath=tmp_path, filename="mid", every_n_train_steps=4, save_top_k=1)
     trainer = _trainer(first_data, callbacks=[every_4_steps], max_steps=4)
     trainer.fit(first_model, datamodule=first_data)
@@ -246,7 +246,7 @@ def test_lightning_trainer_consumes_the_stage_and_resumes_it_from_a_checkpoint(c
     assert first_model.seen == full[:taken]
     assert {key: os.environ.get(key) for key in WORLD_ENV} == world_env  # nothing leaks to later Trainers
 
-    rest_data, rest_model = MixtureDataModule(corpus, **STAGE), RecordingLM()
+    rest_data, rest_model = stage_datamodule(corpus, **STAGE), RecordingLM()
     trainer = _trainer(rest_data, enable_checkpointing=False)
     trainer.fit(rest_model, datamodule=rest_data, ckpt_path=tmp_path / "mid.ckpt")
     assert trainer.global_step == STEPS  # the stage ends at its budget, with gradient accumulation

@@ -6,7 +6,7 @@ import pytest
 from mixture_fixtures import SEQ_LEN, SourceSpec, write_corpus
 
 from codemix.data.corpus import Corpus
-from codemix.data.mixture import largest_remainder, plan_stage, render_share_table, resolve_shares, share_table
+from codemix.data.mixture import largest_remainder, plan_data, render_share_table, resolve_shares, share_table
 from codemix.errors import ConfigError
 
 ORIGIN = "recipes/test.yaml stage 'cpt'"
@@ -28,7 +28,7 @@ def corpus(tmp_path_factory) -> Corpus:
 
 
 def plan(corpus, mixture, tokens=SEQ_LEN * 16 * 10, global_batch=16, **kwargs):
-    return plan_stage(corpus, mixture, tokens, SEQ_LEN, global_batch, origin=ORIGIN, **kwargs)
+    return plan_data(corpus, mixture, tokens, SEQ_LEN, global_batch, origin=ORIGIN, **kwargs)
 
 
 def test_source_weights_are_normalised(corpus):
@@ -91,21 +91,9 @@ def test_name_that_is_both_source_and_kind_is_refused_when_ambiguous(tmp_path):
     assert resolve_shares(corpus, {"code": 1.0, "text": 1.0}, ORIGIN) == {"code": 0.25, "rust": 0.25, "bible": 0.5}
 
 
-def test_budget_off_the_global_batch_grid_names_nearest_valid_budgets(corpus):
-    unit = 16 * SEQ_LEN
-    with pytest.raises(ConfigError) as err:
-        plan(corpus, {"py": 1}, tokens=10 * unit + 3)
-    assert f"tokens {10 * unit + 3}" in str(err.value) and f"{10 * unit}, {11 * unit}" in str(err.value)
-    with pytest.raises(ConfigError, match=f"nearest valid budgets: {unit}$"):
-        plan(corpus, {"py": 1}, tokens=5)
-    with pytest.raises(ConfigError, match="tokens must be a whole number, got 1280.5"):
-        plan(corpus, {"py": 1}, tokens=1280.5)
-    assert plan(corpus, {"kjv": 1}, tokens=1.28e3).total_samples == 160  # YAML's 1.28e3 is a float
-
-
 def test_seq_len_and_tokenizer_must_match_the_corpus(corpus):
     with pytest.raises(ConfigError, match=f"stage seq_len 16 differs from the corpus seq_len {SEQ_LEN}"):
-        plan_stage(corpus, {"kjv": 1}, 16 * 16, 16, 1, origin=ORIGIN)
+        plan_data(corpus, {"kjv": 1}, 16 * 16, 16, 1, origin=ORIGIN)
     with pytest.raises(ConfigError) as err:
         plan(corpus, {"kjv": 1}, tokenizer_hash="0123456789abcdef")
     message = str(err.value)

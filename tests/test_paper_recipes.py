@@ -11,7 +11,9 @@ import pytest
 from codemix.analysis.kinds import CODE_KINDS, TEXT_KINDS, text_and_code
 from codemix.config.data_spec import load_data_spec
 from codemix.config.loading import read_yaml
-from codemix.config.recipe import load_recipe, parent_of, stage_identity
+from codemix.config.recipe import load_recipe
+from codemix.config.stages import parent_of
+from codemix.plan.identity import stage_identity
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 PAPER, TINY = RECIPES / "paper", RECIPES / "tiny"

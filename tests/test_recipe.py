@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from codemix.config.recipe import (
-    identity_payload, load_recipe, model_config, parent_of, stage_identity, stage_order,
-)
+from codemix.config.recipe import load_recipe
+from codemix.config.stages import model_config, parent_of, stage_order
+from codemix.plan.identity import identity_payload, stage_identity
 from codemix.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

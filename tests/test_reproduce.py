@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codemix.analysis.reproduce import Settings, is_current, plan_study, recipe_files, study_dir
+from codemix.study.driver import Settings, is_current, plan_study, recipe_files, study_dir
 from codemix.cli import main
 from codemix.config.recipe import load_recipe
 from codemix.errors import ConfigError

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from codemix.config.loading import read_yaml
-from codemix.config.recipe import load_recipe, stage_identity, stage_order
+from codemix.config.recipe import load_recipe
+from codemix.config.stages import stage_order
+from codemix.plan.identity import stage_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests/golden/stage_identities.json").read_text())

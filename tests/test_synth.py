@@ -248,7 +248,6 @@ def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(tea
     tokenized with its tokenizer, and the study then plans the synthetic arms (which it skips without
     one) with the source drawn."""
     from codemix.data.corpus import Corpus
-    from codemix.data.mixture import plan_stage
 
     home = tmp_path / "home"
     shutil.copytree(smoke_reproduction.home / "corpora", home / "corpora")
@@ -275,19 +274,15 @@ def test_synth_adds_a_synthetic_source_that_the_tiny_synthetic_arms_train_on(tea
     with pytest.raises(ConfigError, match="source name 'code' is also a kind there"):
         add_synthetic_source(corpus.path, generator, tmp_path / "again.jsonl", source_name="code")
     assert len(teacher.requests) == asked and not (tmp_path / "again.jsonl").exists()
-    from codemix.analysis.reproduce import plan_study
+    from codemix.study.driver import plan_study
 
-    said = []
-    study = plan_study(REPO / "recipes" / "tiny", home, "test", said.append)
+    study = plan_study(REPO / "recipes" / "tiny", home, "test", lambda line: None)
     assert not study.skipped, study.skipped
     synthetic = [s for s in study.stages if "synthetic" in s.recipe.stages[s.name].mixture]
     assert {s.recipe.name for s in synthetic} == {"tiny-balanced-synth-to-text", "tiny-quality-synthetic",
                                                   "tiny-balanced-synth-to-text-cooldown-text"}
-    for item in synthetic:
-        stage = item.recipe.stages[item.name]
-        plan = plan_stage(corpus, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.max_passes,
-                          corpus.tokenizer_hash, origin=item.label)
-        assert plan.sources[corpus.source("synthetic_python").id].samples > 0
+    for stage in synthetic:
+        assert stage.data.sources[corpus.source("synthetic_python").id].samples > 0
     # Stages without synthetic code keep their identities: the smoke run's text-only stage is reused.
     smoke_ids = {entry.name for entry in smoke_reproduction.stage_index.iterdir()}
     assert smoke_ids & {s.identity for s in study.stages}

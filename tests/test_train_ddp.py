@@ -36,7 +36,7 @@ def test_two_ddp_processes_reproduce_the_single_process_run(small_corpus, tmp_pa
 
     lineage = json.loads((double / "lineage.json").read_text())
     assert lineage["trainer"]["world_size"] == 2 and lineage["completed"] is True
-    assert lineage["tokens_per_source"] == single.lineage["tokens_per_source"]  # counted over both ranks
+    assert lineage["tokens_per_source"] == single.lineage.tokens_per_source  # counted over both ranks
     for key in ("train/loss", "train/loss/code_python", "train/loss/text_jargon", "val/loss/markup_pydocs"):
         one, two = _curve(single.dir.path, key), _curve(double, key)
         assert len(one) == len(two) > 0

@@ -41,7 +41,7 @@ def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_
 
     lineage = json.loads((double / "lineage.json").read_text())
     assert lineage["trainer"]["world_size"] == 2 and lineage["trainer"]["strategy"] == "fsdp2"
-    assert lineage["tokens_per_source"] == single.lineage["tokens_per_source"]
+    assert lineage["tokens_per_source"] == single.lineage.tokens_per_source
     for key in ("train/loss", "val/loss/markup_pydocs"):
         one, two = _curve(single.dir.path, key), _curve(double, key)
         assert len(one) == len(two) > 0
@@ -75,7 +75,7 @@ def test_a_killed_fsdp2_stage_resumes_on_the_same_or_another_number_of_ranks(sma
     assert "resuming from" in done.stdout
     (resumed,) = (home / "runs" / "fsdp2kill").glob("init-*")
     lineage = json.loads((resumed / "lineage.json").read_text())
-    assert lineage["tokens_per_source"] == single.lineage["tokens_per_source"]
+    assert lineage["tokens_per_source"] == single.lineage.tokens_per_source
     weights_one = load_file(single.dir.final / "model.safetensors")
     weights_two = load_file(resumed / "final" / "model.safetensors")
     for name, tensor in weights_one.items():

@@ -14,7 +14,8 @@ from codemix.model.transformer import Decoder
 from codemix.train.callbacks import peak_flops
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from codemix.train.module import CodemixLM, load_optimizer_moments, parameter_groups, per_sample_loss
-from codemix.train.stages import StageDir, merge_metrics, read_metrics
+from codemix.runs.layout import StageDir
+from codemix.train.stages import merge_metrics, read_metrics
 
 CFG = preset("tiny", vocab_size=300, d_model=32, n_layers=2, n_heads=2, max_seq_len=64)
 

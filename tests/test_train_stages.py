@@ -12,6 +12,7 @@ from codemix.cli import main
 from codemix.config.recipe import load_recipe
 from codemix.data.corpus import Corpus
 from codemix.model.checkpoint import load_pretrained
+from codemix.plan.stage import plan_recipe
 from codemix.train.run import StageTraining, resolve_parent, train_recipe
 from codemix.train.schedules import lr_at
 from codemix.train.stages import read_metrics, read_training_checkpoint
@@ -66,10 +67,10 @@ def test_stages_leave_weights_metrics_and_lineage(arm, small_corpus):
     assert lineage["corpus"]["tokenizer_hash"] == Corpus.open(small_corpus).tokenizer_hash
     # Token accounting from inside the training batches equals the stage plan, source by source.
     for stage in (init, cooldown):
-        planned = {row["source"]: row["planned_tokens"] for row in stage.lineage["mixture"]}
-        assert stage.lineage["tokens_per_source"] == planned
-        assert sum(planned.values()) == stage.lineage["tokens"]
-    both = {s: init.lineage["tokens_per_source"][s] + cooldown.lineage["tokens_per_source"][s]
+        planned = {row["source"]: row["planned_tokens"] for row in stage.lineage.mixture}
+        assert stage.lineage.tokens_per_source == planned
+        assert sum(planned.values()) == stage.lineage.tokens
+    both = {s: init.lineage.tokens_per_source[s] + cooldown.lineage.tokens_per_source[s]
             for s in lineage["tokens_per_source"]}
     assert lineage["cumulative_tokens_per_source"] == both
     model, cfg, _ = load_pretrained(cooldown.dir.final)
@@ -87,7 +88,7 @@ def test_metrics_log_per_source_loss_tokens_and_the_stage_schedule(arm):
     stage = load_recipe(path).stages["init"]
     for row in train:
         assert float(row["train/lr"]) == pytest.approx(lr_at(int(row["step"]), 16, stage.schedule, 3.0e-3), rel=1e-6)
-    drawn = [s for s, n in init.lineage["tokens_per_source"].items() if n]
+    drawn = [s for s, n in init.lineage.tokens_per_source.items() if n]
     assert set(drawn) == {"code_python", "text_jargon"}
     assert all(row[f"train/loss/{s}"] for s in drawn for row in train)
     assert int(float(train[-1]["train/tokens"])) == 16 * STEP_TOKENS
@@ -111,7 +112,7 @@ def test_completed_stages_are_reused_also_by_another_recipe(arm, small_corpus, c
     assert shared.reused and shared.identity == init.identity and not branched.reused
     assert (home / "runs" / "other" / f"init-{init.identity}").resolve() == init.dir.path
     assert f"stage init [{init.identity}]: complete, reusing {init.dir.path}" in capsys.readouterr().out
-    assert branched.lineage["parent"]["identity"] == init.identity
+    assert branched.lineage.parent.identity == init.identity
 
     from_recipe = {**COOLDOWN, "init_from": {"ref": f"recipe:{path}#init"}}
     third = write_recipe(path.parent, "third", small_corpus, {"cooldown": from_recipe})
@@ -123,8 +124,8 @@ def test_a_child_stage_starts_from_the_parent_weights_and_optionally_its_optimiz
     path, home, (init, _) = arm
     recipe = load_recipe(path, ["stages.cooldown.init_from.load_optimizer=true"])
     corpus = Corpus.open(small_corpus)
-    parent = resolve_parent(recipe, "cooldown", {"init": init}, home, "pytest")
-    training = StageTraining(recipe, "cooldown", "x", init.dir, corpus, parent, "pytest")
+    plan = plan_recipe(recipe, lambda _: corpus, home).stage("cooldown")
+    training = StageTraining(plan, resolve_parent(plan, {"init": init}, home, "pytest"), "pytest")
     module = training.build_module(fresh=True)
     final, _, _ = load_pretrained(init.dir.final)
     assert all(torch.equal(module.model.state_dict()[k], v) for k, v in final.state_dict().items())

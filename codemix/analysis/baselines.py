@@ -34,7 +34,7 @@ def baseline_arms(arms: list[str], wanted: str | None) -> list[str]:
 
 def model_size(run: StageRun) -> int | None:
     """The stage's parameter count (None in lineage written without it: then every size matches)."""
-    size = run.lineage.get("parameters")
+    size = run.lineage.parameters
     return None if size is None else int(size)
 
 

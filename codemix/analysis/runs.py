@@ -1,11 +1,9 @@
 """Finding the trained stages a report covers, and what each one trained on.
 
-`codemix train` writes runs/<recipe>/<stage>-<identity>/ with lineage.json (written last, with
-"completed": true), metrics.csv and final/; `codemix eval` adds eval/results.json. A stage that two
+The layout is the run store's (codemix.runs); a stage that two
 recipes share lives once and is linked into the second recipe's directory, so the directory a stage
 is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage."""
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,33 +12,29 @@ from typing import Iterable
 
 from codemix.analysis.kinds import text_and_code
 from codemix.errors import ConfigError
-
-LINEAGE = "lineage.json"
-RESULTS = Path("eval") / "results.json"
-METRICS = "metrics.csv"
-STAGE_INDEX = "_stages"  # runs/_stages/<identity>: the training cache's index, not an arm
+from codemix.runs.layout import LINEAGE, STAGE_INDEX, StageDir, is_stage_dir
+from codemix.runs.lineage import Lineage
 
 
 @dataclass(frozen=True)
 class StageRun:
     arm: str  # the recipe run directory the stage was found in
     path: Path
-    lineage: dict
+    lineage: Lineage
 
     @property
     def stage(self) -> str:
         """The stage's name in this arm (its directory is <stage>-<identity>)."""
         name, _, identity = self.path.name.rpartition("-")
-        return name if name and identity == self.identity else str(self.lineage.get("stage", self.path.name))
+        return name if name and identity == self.identity else (self.lineage.stage or self.path.name)
 
     @property
     def identity(self) -> str:
-        return str(self.lineage["identity"])
+        return self.lineage.identity
 
     @property
     def parent_identity(self) -> str | None:
-        parent = self.lineage.get("parent")
-        return parent.get("identity") if parent else None
+        return self.lineage.parent.identity if self.lineage.parent else None
 
     @property
     def label(self) -> str:
@@ -49,12 +43,12 @@ class StageRun:
     @cached_property
     def kinds(self) -> dict[str, str]:
         """source -> kind, from the stage's target-vs-observed table."""
-        return {row["source"]: row["kind"] for row in self.lineage.get("mixture", [])}
+        return {row["source"]: row["kind"] for row in self.lineage.mixture}
 
     def tokens_by_kind(self, cumulative: bool = False) -> dict[str, int]:
-        key = "cumulative_tokens_per_source" if cumulative else "tokens_per_source"
+        per_source = self.lineage.cumulative_tokens_per_source if cumulative else self.lineage.tokens_per_source
         by_kind: dict[str, int] = {}
-        for source, tokens in self.lineage.get(key, {}).items():
+        for source, tokens in per_source.items():
             kind = self.kinds.get(source, source)
             by_kind[kind] = by_kind.get(kind, 0) + int(tokens)
         return by_kind
@@ -66,20 +60,19 @@ class StageRun:
     @property
     def tokens_before(self) -> int:
         """Tokens of every ancestor stage: where this stage starts on the arm's token axis."""
-        return sum(self.lineage.get("cumulative_tokens_per_source", {}).values()) - int(self.lineage.get("tokens", 0))
+        return sum(self.lineage.cumulative_tokens_per_source.values()) - self.lineage.tokens
 
     @property
     def batch_tokens(self) -> int:
-        config = self.lineage.get("stage_config", {})
-        return int(config.get("global_batch", 0)) * int(config.get("seq_len", 0))
+        return self.lineage.batch_tokens
 
     @property
     def results_path(self) -> Path:
-        return self.path / RESULTS
+        return StageDir(self.path).results
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / METRICS
+        return StageDir(self.path).metrics
 
 
 def find_stages(paths: Iterable[Path]) -> list[StageRun]:
@@ -118,7 +111,7 @@ def latest_per_stage(runs: list[StageRun]) -> tuple[list[StageRun], list[StageRu
 
 
 def _finished(run: StageRun) -> str:
-    return str(run.lineage.get("finished_at", ""))  # ISO 8601 UTC: compares as text
+    return run.lineage.finished_at  # ISO 8601 UTC: compares as text
 
 
 def natural_key(path: Path) -> list:
@@ -127,23 +120,18 @@ def natural_key(path: Path) -> list:
 
 
 def _walk(path: Path) -> list[StageRun]:
-    if (path / LINEAGE).is_file():
+    if is_stage_dir(path):
         stage = _stage_run(path.parent.name, path)
         return [stage] if stage else []
     children = sorted((child for child in path.iterdir() if child.is_dir() and child.name != STAGE_INDEX), key=natural_key)
-    if any((child / LINEAGE).is_file() for child in children):
+    if any(is_stage_dir(child) for child in children):
         return [stage for child in children if (stage := _stage_run(path.name, child))]
     return [stage for child in children for stage in _walk(child)]
 
 
 def _stage_run(arm: str, path: Path) -> StageRun | None:
-    if not (path / LINEAGE).is_file():
-        return None
-    try:
-        lineage = json.loads((path / LINEAGE).read_text())
-    except ValueError as err:
-        raise ConfigError(f"{path / LINEAGE}: not JSON: {err}") from err
-    return StageRun(arm, path, lineage) if lineage.get("completed") is True else None
+    lineage = StageDir(path).lineage()
+    return StageRun(arm, path, lineage) if lineage is not None and lineage.completed else None
 
 
 def _in_training_order(runs: list[StageRun]) -> list[StageRun]:

@@ -9,9 +9,9 @@ stage plan it belongs to, so a checkpoint of another stage cannot be resumed int
 """
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -20,8 +20,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from codemix._streaming import Stream, StreamingDataLoader, StreamingDataset
-from codemix.data.corpus import TOKENS_COLUMN, Corpus, resolve_corpus
-from codemix.data.mixture import StagePlan, plan_stage
+from codemix.data.corpus import TOKENS_COLUMN
+from codemix.data.mixture import DataPlan
+from codemix.data.remote import StreamCache
 from codemix.data.validation import tagged_sample, validation_samples
 from codemix.errors import ConfigError
 
@@ -54,7 +55,7 @@ class StageLoader(StreamingDataLoader):
     """The stage's train loader: saves/restores its position together with the identity (plan and
     seed) of the stage it belongs to. (Tokens per source are counted by the LightningModule.)"""
 
-    def __init__(self, dataset: SourceTaggedDataset, *, plan: StagePlan, **kwargs: Any) -> None:
+    def __init__(self, dataset: SourceTaggedDataset, *, plan: DataPlan, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
         self.plan = plan
         self._loaded_position: dict[str, Any] | None = None
@@ -130,28 +131,14 @@ class MixtureDataModule(L.LightningDataModule):
     Lightning fetches no batch ahead and a mid-stage checkpoint holds exactly the consumed position
     (saved both as this module's state and as the loader's own state)."""
 
-    def __init__(
-        self,
-        corpus: str | Path,
-        mixture: Mapping[str, float],
-        tokens: int,
-        seq_len: int,
-        global_batch: int,
-        micro_batch: int,
-        seed: int,
-        max_passes: float = 1.0,
-        num_workers: int = 0,
-        tokenizer_hash: str | None = None,
-        origin: str = "stage",
-        val_samples_per_source: int = 64,
-    ) -> None:
+    def __init__(self, plan: DataPlan, micro_batch: int, seed: int, num_workers: int = 0,
+                 val_samples_per_source: int = 64, cache: StreamCache = StreamCache(), origin: str = "stage") -> None:
+        """`plan` and `cache` are the stage's (codemix.plan): its global batch splits into micro batches
+        over the ranks, which is checked once the Trainer's world size is known."""
         super().__init__()
-        if micro_batch <= 0 or global_batch % micro_batch:
-            raise ConfigError(f"{origin}: global_batch {global_batch} is not a multiple of micro_batch {micro_batch}")
-        if seed < 0:
-            raise ConfigError(f"{origin}: seed must be >= 0, got {seed}")
-        self.corpus = Corpus.open(resolve_corpus(corpus))
-        self.plan = plan_stage(self.corpus, mixture, tokens, seq_len, global_batch, max_passes, tokenizer_hash, origin)
+        self.plan = plan
+        self.corpus = plan.corpus
+        self.cache = cache
         self.micro_batch = micro_batch
         self.seed = seed
         self.num_workers = num_workers
@@ -171,7 +158,7 @@ class MixtureDataModule(L.LightningDataModule):
     @property
     def accumulate_grad_batches(self) -> int:
         per_step = self.micro_batch * self.world_size
-        if self.plan.global_batch % per_step:
+        if self.plan.global_batch % per_step:  # a launch with another world size than the recipe's
             raise ConfigError(
                 f"{self.origin}: global_batch {self.plan.global_batch} is not a multiple of micro_batch "
                 f"{self.micro_batch} x world size {self.world_size}"
@@ -193,6 +180,7 @@ class MixtureDataModule(L.LightningDataModule):
                 shuffle_seed=self.seed,
                 shuffle_block_size=SHUFFLE_BLOCK_SIZE,
                 num_canonical_nodes=CANONICAL_NODES,
+                **asdict(self.cache),
             )
         for plan, found in zip(drawn, dataset.samples_per_stream):
             if plan.train_samples != found:

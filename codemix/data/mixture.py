@@ -3,7 +3,8 @@
 A mixture maps source names (or kind names) to weights. A kind's weight is spread over that kind's
 sources in proportion to their train tokens. The plan turns a token budget into whole samples per
 source (largest remainder, so they sum to the budget exactly) and refuses, before any compute is
-spent, a budget that is not a whole number of global batches or a source too small for its share.
+spent, a mixture the corpus cannot serve or a source too small for its share. The budget's arithmetic
+(a whole number of global batches) is the recipe's, checked once when it is loaded.
 """
 
 import hashlib
@@ -37,7 +38,9 @@ class SourcePlan:
 
 
 @dataclass(frozen=True)
-class StagePlan:
+class DataPlan:
+    """What a stage streams: samples per source of one corpus."""
+
     corpus: Corpus
     seq_len: int
     global_batch: int
@@ -163,25 +166,7 @@ def _check_corpus_match(corpus: Corpus, seq_len: int, tokenizer_hash: str | None
         )
 
 
-def _stage_samples(tokens: int | float, seq_len: int, global_batch: int, where: str) -> int:
-    if isinstance(tokens, float) and tokens.is_integer():
-        tokens = int(tokens)  # YAML reads 1e9 as a float
-    if isinstance(tokens, bool) or not isinstance(tokens, int):
-        raise ConfigError(f"{where}: tokens must be a whole number, got {tokens!r}")
-    if global_batch <= 0:
-        raise ConfigError(f"{where}: global_batch must be positive, got {global_batch}")
-    unit = global_batch * seq_len
-    if tokens <= 0 or tokens % unit:
-        below = tokens // unit * unit
-        nearest = [n for n in (below, below + unit) if n > 0]
-        raise ConfigError(
-            f"{where}: tokens {tokens} is not a whole number of global batches of {global_batch} x {seq_len} "
-            f"= {unit} tokens; nearest valid budgets: {', '.join(map(str, nearest))}"
-        )
-    return tokens // seq_len
-
-
-def plan_stage(
+def plan_data(
     corpus: Corpus,
     mixture: Mapping[str, float],
     tokens: int,
@@ -190,11 +175,12 @@ def plan_stage(
     max_passes: float = 1.0,
     tokenizer_hash: str | None = None,
     origin: str = "stage",
-) -> StagePlan:
-    """Samples per source for a stage, or a ConfigError saying what to change."""
+) -> DataPlan:
+    """Samples per source for a stage whose budget is a whole number of global batches (a loaded
+    recipe's always is), or a ConfigError saying what to change."""
     where = _where(origin, corpus)
     _check_corpus_match(corpus, seq_len, tokenizer_hash, where)
-    total = _stage_samples(tokens, seq_len, global_batch, where)
+    total = tokens // seq_len
     shares = resolve_shares(corpus, mixture, origin)
     counts = largest_remainder([shares[s.name] for s in corpus.sources], total)
     plans = tuple(
@@ -212,7 +198,7 @@ def plan_stage(
                 f"above max_passes {max_passes}; allow max_passes >= {needed:.2f} "
                 "or lower its weight or the stage's tokens"
             )
-    return StagePlan(corpus=corpus, seq_len=seq_len, global_batch=global_batch, sources=plans)
+    return DataPlan(corpus=corpus, seq_len=seq_len, global_batch=global_batch, sources=plans)
 
 
 @dataclass(frozen=True)
@@ -225,7 +211,7 @@ class ShareRow:
     observed_share: float
 
 
-def share_table(plan: StagePlan, observed_tokens: Sequence[int]) -> list[ShareRow]:
+def share_table(plan: DataPlan, observed_tokens: Sequence[int]) -> list[ShareRow]:
     """Target vs observed share per source (observed indexed by source_id)."""
     observed_total = sum(observed_tokens)
     return [

@@ -30,7 +30,8 @@ def corpus_for(target: Target, corpus: str | Path | None) -> Corpus | None:
     """The corpus named on the command line, else the one the stage was trained on (if still there)."""
     if corpus is not None:
         return Corpus.open(corpus)
-    trained_on = ((lineage(target) or {}).get("corpus") or {}).get("path")
+    found = lineage(target)
+    trained_on = found.corpus.path if found is not None and found.corpus.path else None
     if trained_on and (Path(trained_on) / "corpus.json").is_file():
         return Corpus.open(trained_on)
     return None

@@ -3,20 +3,18 @@
 A CHECKPOINT_OR_STAGE_DIR is either a pretrained folder (what load_pretrained reads) or a stage
 directory of `codemix train`, whose weights are in final/ and whose identity is lineage.json."""
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from codemix.atomic import write_json_atomic
-from codemix.data.corpus import read_json
 from codemix.errors import ConfigError
+from codemix.hashing import file_sha256
 from codemix.leftovers import sweep_leftovers
 from codemix.model.checkpoint import WEIGHTS
-
-LINEAGE = "lineage.json"
-FINAL = "final"
+from codemix.runs.layout import FINAL, LINEAGE, RESULTS, StageDir
+from codemix.runs.lineage import Lineage
 
 
 @dataclass(frozen=True)
@@ -29,17 +27,15 @@ class Target:
 def resolve_target(path: str | os.PathLike) -> Target:
     path = Path(path)
     if (path / FINAL / WEIGHTS).is_file():
-        return Target(path / FINAL, path, path / "eval" / "results.json")
+        return Target(path / FINAL, path, path / RESULTS)
     if (path / WEIGHTS).is_file():
         stage = path.parent if path.name == FINAL and (path.parent / LINEAGE).is_file() else None
-        return Target(path, stage, (stage or path) / "eval" / "results.json")
+        return Target(path, stage, (stage or path) / RESULTS)
     raise ConfigError(f"{path}: neither a checkpoint folder (no {WEIGHTS}) nor a stage directory (no {FINAL}/{WEIGHTS})")
 
 
-def lineage(target: Target) -> dict | None:
-    if target.stage_dir is None or not (target.stage_dir / LINEAGE).is_file():
-        return None
-    return read_json(target.stage_dir / LINEAGE)
+def lineage(target: Target) -> Lineage | None:
+    return None if target.stage_dir is None else StageDir(target.stage_dir).lineage()
 
 
 def checkpoint_identity(target: Target) -> dict:
@@ -48,24 +44,16 @@ def checkpoint_identity(target: Target) -> dict:
     weights = target.weights_dir / WEIGHTS
     found = lineage(target)
     if found is not None:
-        return {"kind": "stage", "identity": found.get("identity"), "stage": found.get("stage"),
-                "recipe": (found.get("recipe") or {}).get("name"), "lineage": str(target.stage_dir / LINEAGE),
-                "weights": str(weights), "sha256": weights_sha256(weights)}
-    return {"kind": "checkpoint", "weights": str(weights), "sha256": weights_sha256(weights)}
-
-
-def weights_sha256(weights: Path) -> str:
-    digest = hashlib.sha256()
-    with open(weights, "rb") as data:
-        for block in iter(lambda: data.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return {"kind": "stage", "identity": found.identity, "stage": found.stage,
+                "recipe": found.recipe.name, "lineage": str(target.stage_dir / LINEAGE),
+                "weights": str(weights), "sha256": file_sha256(weights)}
+    return {"kind": "checkpoint", "weights": str(weights), "sha256": file_sha256(weights)}
 
 
 def scored_current_weights(identity: dict) -> bool:
     """Whether the weights a results file scored (its "checkpoint" entry) are still those on disk."""
     weights = Path(identity.get("weights") or "")
-    return bool(identity.get("sha256")) and weights.is_file() and weights_sha256(weights) == identity["sha256"]
+    return bool(identity.get("sha256")) and weights.is_file() and file_sha256(weights) == identity["sha256"]
 
 
 def check_results_path(path: Path) -> None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from codemix.config.recipe import Recipe, model_config, stage_order
+from codemix.config.recipe_schema import Recipe
+from codemix.config.stages import model_config, stage_order
 from codemix.errors import ConfigError
 from codemix.model.memory import GIB, MemoryEstimate, TrainingShape, estimate_memory
 

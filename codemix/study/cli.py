@@ -14,7 +14,7 @@ are reused, a half-trained stage resumes from its last checkpoint."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from codemix.analysis.reproduce import DEFAULT_CODE_LIMIT, DEFAULT_LIMIT, SMOKE_LIMIT
+    from codemix.study.driver import DEFAULT_CODE_LIMIT, DEFAULT_LIMIT, SMOKE_LIMIT
 
     parser = subparsers.add_parser(
         "reproduce", help="train, evaluate and report a directory of study arms in one command",
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codemix.analysis.reproduce import reproduce
+    from codemix.study.driver import reproduce
 
     command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
         f"--{name.replace('_', '-')}={value}" for name in ("home", "limit", "code_limit", "synth_generator", "out") if (value := getattr(args, name)) is not None]

@@ -1,4 +1,4 @@
-"""`codemix reproduce`: the study in miniature, in one command.
+"""`codemix reproduce`: a study (the miniature by default) in one command.
 
 1. Recipes: every `*.yaml` directly in RECIPE_DIR that names a recipe (`name:`). The pieces the arms
    compose (base.yaml, cooldown_*.yaml, arms/) have no name, and sub-folders are other studies
@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING
 from codemix.analysis.runs import natural_key
 from codemix.atomic import write_json_atomic
 from codemix.config.loading import read_yaml
-from codemix.config.recipe import load_recipe, parent_of, stage_identity, stage_order
+from codemix.config.recipe import load_recipe
 from codemix.config.recipe_schema import Recipe
+from codemix.config.stages import parent_of
 from codemix.data.corpus import Corpus, read_json
-from codemix.data.mixture import plan_stage
-from codemix.errors import CodemixError, ConfigError
+from codemix.errors import ConfigError
 from codemix.paths import reports_dir
+from codemix.plan.stage import RecipePlan, StagePlan, plan_recipe
 
 if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
     from codemix.analysis.report import Report
@@ -63,34 +64,33 @@ Home = str | os.PathLike | None
 StopCheck = Callable[[], None]  # raises KeyboardInterrupt once Ctrl-C was pressed
 
 
-@dataclass(frozen=True)
-class StudyStage:
-    recipe: Recipe
-    name: str
-    identity: str
-    tokens: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.recipe.name}/{self.name}"
-
-
 @dataclass
 class Study:
-    """The recipes of one directory as a graph of stages; `stages` lists every (recipe, stage) pair,
-    recipes parents-first, so a stage shared by several arms appears once per arm."""
+    """The recipes of one directory as a graph of stages: one plan per recipe, parents first, so a stage
+    shared by several arms appears once per arm (in `stages`) and is trained once (`distinct`)."""
 
-    recipes: list[Recipe]
-    stages: list[StudyStage]
+    plans: list[RecipePlan]
     skipped: dict[str, str] = field(default_factory=dict)  # recipe file -> why it cannot run here
 
     @property
-    def distinct(self) -> list[StudyStage]:
+    def recipes(self) -> list[Recipe]:
+        return [plan.recipe for plan in self.plans]
+
+    @property
+    def stages(self) -> list[StagePlan]:
+        return [stage for plan in self.plans for stage in plan.stages]
+
+    @property
+    def distinct(self) -> list[StagePlan]:
         """One entry per identity, in training order: what is trained and evaluated."""
-        seen: dict[str, StudyStage] = {}
+        seen: dict[str, StagePlan] = {}
         for stage in self.stages:
             seen.setdefault(stage.identity, stage)
         return list(seen.values())
+
+
+def label(stage: StagePlan) -> str:
+    return f"{stage.recipe.name}/{stage.name}"
 
 
 @dataclass(frozen=True)
@@ -138,50 +138,42 @@ def recipe_files(directory: Path) -> list[Path]:
 
 
 def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
-    """Load and check every recipe of `directory`, building their corpus first when it is missing."""
-    from codemix.train.run import open_corpus  # Lightning is imported only once the study runs
+    """Plan every recipe of `directory`, building their corpora first when they are missing."""
+    from codemix.train.corpora import prepare_corpora  # Lightning is imported only once the study runs
 
-    recipes, skipped = [], {}
-    for path in recipe_files(directory):
-        recipe = load_recipe(path)
-        corpus = open_corpus(recipe, home, command)
+    plans, skipped = [], {}
+    for recipe in _parents_first([load_recipe(path) for path in recipe_files(directory)]):
+        corpus_of = prepare_corpora(recipe, home, command, say)
+        corpus = corpus_of(recipe)
         missing = _missing_mixture_keys(recipe, corpus)
         if missing:
-            skipped[str(path)] = (f"its mixtures name {missing}, which the corpus {corpus.path} has neither as a "
-                                  "source nor as a kind (add a synthetic source with --synth-generator SPEC, or `codemix data "
-                                  f"synth --generator SPEC --out synth.jsonl --add-to {corpus.path}`)")
-            say(f"skipping {path.name}: {skipped[str(path)]}")
+            skipped[recipe.source_path] = (
+                f"its mixtures name {missing}, which the corpus {corpus.path} has neither as a source nor as a "
+                "kind (add a synthetic source with --synth-generator SPEC, or `codemix data synth --generator "
+                f"SPEC --out synth.jsonl --add-to {corpus.path}`)")
+            say(f"skipping {Path(recipe.source_path).name}: {skipped[recipe.source_path]}")
             continue
-        _check_stages(recipe, corpus)
-        recipes.append(recipe)
-    recipes = _parents_first(recipes)
-
-    def tokenizer_hash(recipe: Recipe) -> str:
-        return open_corpus(recipe, home, command).tokenizer_hash
-
-    stages = [StudyStage(recipe, stage, stage_identity(recipe, stage, tokenizer_hash), recipe.stages[stage].tokens)
-              for recipe in recipes for stage in stage_order(recipe)]
-    return Study(recipes, stages, skipped)
+        plans.append(plan_recipe(recipe, corpus_of, home))
+    return Study(plans, skipped)
 
 
 def add_synthetic_source(directory: Path, generator: str, home: Home, command: str, say: Say) -> None:
     """`--synth-generator`: where an arm draws kind `synthetic` and its corpus has no such source,
-    the generator solves the shipped problems and the verified solutions join the corpus, exactly as
-    `codemix data synth --add-to` does (the corpus keeps its tokenizer: trained stages stay valid)."""
-    from codemix.cli import main as codemix
-    from codemix.train.run import open_corpus
+    the generator solves the shipped problems and the verified solutions join the corpus (the corpus
+    keeps its tokenizer: trained stages stay valid)."""
+    from codemix.synth.pipeline import add_synthetic_source as add_to_corpus
+    from codemix.train.corpora import ensure_corpus
 
     for path in recipe_files(directory):
         recipe = load_recipe(path)
         if SYNTHETIC not in _mixture_keys(recipe):
             continue
-        corpus = open_corpus(recipe, home, command)
+        corpus = ensure_corpus(recipe, home, command, say)
         if SYNTHETIC in {source.kind for source in corpus.sources}:
             continue
         out = corpus.path.with_name(f"{corpus.path.name}-synthetic.jsonl")
         say(f"corpus {corpus.path} has no synthetic source: {generator} solves the shipped problems")
-        if codemix(["data", "synth", "--generator", generator, "--out", str(out), "--add-to", str(corpus.path)]):
-            raise CodemixError(f"--synth-generator {generator}: `codemix data synth` failed (its error is above)")
+        add_to_corpus(corpus.path, generator, out, command=command, progress=say)
 
 
 def _mixture_keys(recipe: Recipe) -> set[str]:
@@ -192,13 +184,6 @@ def _mixture_keys(recipe: Recipe) -> set[str]:
 def _missing_mixture_keys(recipe: Recipe, corpus: Corpus) -> list[str]:
     known = {source.name for source in corpus.sources} | {source.kind for source in corpus.sources}
     return sorted(_mixture_keys(recipe) - known)
-
-
-def _check_stages(recipe: Recipe, corpus: Corpus) -> None:
-    """Fail before any training when a stage cannot be fed (a source too small for its share, ...)."""
-    for name, stage in recipe.stages.items():
-        plan_stage(corpus, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.max_passes,
-                   corpus.tokenizer_hash, origin=f"{recipe.source_path}: stages.{name}")
 
 
 def _parents_first(recipes: list[Recipe]) -> list[Recipe]:
@@ -224,23 +209,22 @@ def _parents_first(recipes: list[Recipe]) -> list[Recipe]:
 # ---- training --------------------------------------------------------------------------------------------
 def train_study(study: Study, home: Home, command: str, say: Say, stop_check: StopCheck = lambda: None) -> None:
     """Train (or reuse) every stage; a stage several arms share trains once and is linked into each."""
-    from codemix.train.run import open_corpus, run_stage
+    from codemix.train.run import run_stage
 
     distinct = study.distinct
     total = sum(stage.tokens for stage in distinct)
     started: set[str] = set()
     tokens_before = 0
-    for recipe in study.recipes:
-        corpus = open_corpus(recipe, home, command)
+    for plan in study.plans:
         done = {}
-        for stage in (s for s in study.stages if s.recipe is recipe):
+        for stage in plan.stages:
             stop_check()
             if stage.identity not in started:
                 started.add(stage.identity)
-                say(f"\n[{len(started)}/{len(distinct)}] {stage.label} [{stage.identity}]: {stage.tokens:,} tokens "
+                say(f"\n[{len(started)}/{len(distinct)}] {label(stage)} [{stage.identity}]: {stage.tokens:,} tokens "
                     f"(study: {tokens_before:,} of {total:,} tokens before it)")
                 tokens_before += stage.tokens
-            done[stage.name] = run_stage(recipe, stage.name, corpus, done, home, command)
+            done[stage.name] = run_stage(stage, done, home, command)
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------
@@ -250,7 +234,7 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
     from codemix.eval.results import resolve_target
     from codemix.eval.runner import EvalOptions
     from codemix.eval.tasks.registry import resolve_tasks
-    from codemix.train.stages import find_completed
+    from codemix.runs.index import find_completed
 
     tasks = resolve_tasks(SUITE, None)
     task_names = sorted(task.name for task in tasks)
@@ -259,9 +243,9 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
         stop_check()
         found = find_completed(stage.identity, home)
         if found is None:
-            raise ConfigError(f"stage {stage.label} [{stage.identity}] is not trained; run the same command again")
+            raise ConfigError(f"stage {label(stage)} [{stage.identity}] is not trained; run the same command again")
         target = resolve_target(found.path)
-        prefix = f"[eval {number}/{len(distinct)}] {stage.label}"
+        prefix = f"[eval {number}/{len(distinct)}] {label(stage)}"
         if is_current(target.default_results, stage.identity, settings, task_names):
             say(f"{prefix}: reusing {target.default_results}")
             continue
@@ -357,7 +341,7 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         stop_check()
     evaluated = time.monotonic()
     out = Path(out) if out is not None else reports_dir(home) / name
-    report = build_report([_stage_path(stage, home) for stage in study.stages], out)
+    report = build_report([stage.run_dir.path for stage in study.stages], out)
     finished = time.monotonic()
     write_json_atomic(out / REPRODUCE_FILE, {
         "command": list(command),
@@ -377,9 +361,3 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     return report
-
-
-def _stage_path(stage: StudyStage, home: Home) -> Path:
-    from codemix.train.stages import stage_dir
-
-    return stage_dir(stage.recipe.name, stage.name, stage.identity, home).path

@@ -15,10 +15,7 @@ from lightning.fabric.utilities.types import _PATH
 
 from codemix.atomic import atomic_file
 from codemix.leftovers import sweep_leftovers
-
-
-LAST_CHECKPOINT = "last.ckpt"
-PREVIOUS_CHECKPOINT = "previous.ckpt"  # the one before last.ckpt (codemix.train.resume)
+from codemix.runs.layout import LAST_CHECKPOINT, PREVIOUS_CHECKPOINT
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 
 from codemix.atomic import TMP_MARK
 from codemix.train.callbacks import is_step_boundary
-from codemix.train.checkpoint_io import PREVIOUS_CHECKPOINT
+from codemix.runs.layout import PREVIOUS_CHECKPOINT
 from codemix.train.module import CHECKPOINT_KEY
 
 

@@ -10,12 +10,10 @@ import dataclasses
 import gc
 import logging
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -24,9 +22,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from codemix._streaming import claim_shm_namespace
-from codemix.config.recipe import load_recipe, model_config, parent_of, stage_identity, stage_order
-from codemix.config.recipe_schema import Recipe, StageConfig
-from codemix.data.corpus import CORPUS_FILE, TOKENIZER_FILE, Corpus, resolve_corpus
+from codemix.config.recipe import load_recipe
+from codemix.config.recipe_schema import StageConfig
+from codemix.data.corpus import TOKENIZER_FILE
 from codemix.data.datamodule import MixtureDataModule
 from codemix.data.mixture import render_share_table, share_table
 from codemix.errors import CodemixError
@@ -35,16 +33,16 @@ from codemix.model.checkpoint import save_pretrained
 from codemix.model.flops import flops_per_token
 from codemix.model.transformer import Decoder
 from codemix.plan.memory import check_memory
+from codemix.plan.stage import RecipePlan, StagePlan, plan_recipe
+from codemix.runs.index import find_completed, link_into_recipe, register_completed
+from codemix.runs.layout import Home, StageDir
+from codemix.runs.lineage import CorpusLink, Lineage, ParentLink, RecipeLink, cumulative_tokens, write_lineage
 from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_loggers
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from codemix.train.corpora import prepare_corpora
 from codemix.train.module import CodemixLM
 from codemix.train.resume import StepCheckpoint, resume_checkpoint
-from codemix.train.stages import (
-    Parent, StageDir, cumulative_tokens, find_completed, link_into_recipe, merge_metrics, package_versions,
-    read_metrics, register_completed, stage_dir, weights_from_checkpoint, write_lineage,
-)
-
-Home = Optional[str | os.PathLike]
+from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
@@ -74,81 +72,55 @@ class StageResult:
     reused: bool
 
     @property
-    def lineage(self) -> dict:
-        return self.dir.lineage() or {}
+    def lineage(self) -> Lineage | None:
+        return self.dir.lineage()
 
 
 def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: Home = None,
-                 command: str = "", until: Optional[str] = None) -> list[StageResult]:
-    """Train (or reuse) the recipe's stages in order, up to and including `until` (default: all)."""
+                 command: str = "") -> list[StageResult]:
+    """Train (or reuse) the recipe's stages in order: its corpora first (built when missing), then one
+    plan per stage, then the stages."""
     recipe = load_recipe(path, overrides)
     claim_shm_namespace()  # this job's own shared-memory names, before any rank or loader starts
-    corpus = open_corpus(recipe, home, command)
-    check_memory(recipe, corpus.vocab_size)  # before any stage's compute
-    say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {corpus.name} ({corpus.path})")
-    results: dict[str, StageResult] = {}
-    for name in stage_order(recipe):
-        results[name] = run_stage(recipe, name, corpus, results, home, command)
-        if name == until:
-            break
-    return list(results.values())
+    plan = plan_recipe(recipe, prepare_corpora(recipe, home, command, say), home)
+    check_memory(recipe, plan.corpus.vocab_size)  # before any stage's compute
+    say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {plan.corpus.name} ({plan.corpus.path})")
+    return train_plan(plan, home, command)
 
 
-def open_corpus(recipe: Recipe, home: Home, command: str) -> Corpus:
-    """The recipe's corpus; built first from data.build when it is missing."""
-    path = resolve_corpus(recipe.data.corpus, home)
-    if recipe.data.build is not None and not _corpus_complete(path):
-        if rank_zero_only.rank == 0:
-            from codemix.config.data_spec import load_data_spec
-            from codemix.data.build import build_corpus
-
-            say(f"corpus {path} is missing: building it from {recipe.data.build}")
-            build_corpus(load_data_spec(recipe.data.build), path, command=command)
-        else:
-            _wait_for_corpus(path)  # under torchrun every rank starts here; rank 0 builds
-    return Corpus.open(path)
+def train_plan(plan: RecipePlan, home: Home, command: str, until: str | None = None) -> list[StageResult]:
+    """The planned stages up to and including `until` (default: all), parents first."""
+    done: dict[str, StageResult] = {}
+    for stage in plan.until(until):
+        done[stage.name] = run_stage(stage, done, home, command)
+    return list(done.values())
 
 
-def _corpus_complete(path: Path) -> bool:
-    return (path / CORPUS_FILE).is_file()  # written last by the build
-
-
-def _wait_for_corpus(path: Path, timeout_s: float = 24 * 3600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not _corpus_complete(path):
-        if time.monotonic() > deadline:
-            raise CodemixError(f"gave up waiting for rank 0 to build the corpus at {path}")
-        time.sleep(2)
-
-
-def run_stage(recipe: Recipe, name: str, corpus: Corpus, done: dict[str, StageResult], home: Home,
-              command: str) -> StageResult:
-    identity = stage_identity(recipe, name, lambda other: open_corpus(other, home, command).tokenizer_hash)
-    target = stage_dir(recipe.name, name, identity, home)
-    found = find_completed(identity, home)
+def run_stage(plan: StagePlan, done: dict[str, StageResult], home: Home, command: str) -> StageResult:
+    """Reuse the completed stage of this identity, else train it from its parent."""
+    found = find_completed(plan.identity, home)
     if found is not None:
         if rank_zero_only.rank == 0:
-            link_into_recipe(found, target)
-        say(f"stage {name} [{identity}]: complete, reusing {found.path}")
-        return StageResult(name, identity, found, reused=True)
-    parent = resolve_parent(recipe, name, done, home, command)
-    StageTraining(recipe, name, identity, target, corpus, parent, command).run(home)
-    return StageResult(name, identity, target, reused=False)
+            link_into_recipe(found, plan.run_dir)
+        say(f"stage {plan.name} [{plan.identity}]: complete, reusing {found.path}")
+        return StageResult(plan.name, plan.identity, found, reused=True)
+    StageTraining(plan, resolve_parent(plan, done, home, command), command).run(home)
+    return StageResult(plan.name, plan.identity, plan.run_dir, reused=False)
 
 
-def resolve_parent(recipe: Recipe, name: str, done: dict[str, StageResult], home: Home,
-                   command: str) -> Optional[Parent]:
-    ref = recipe.stages[name].init_from.ref
-    parent = parent_of(recipe, name)
+def resolve_parent(plan: StagePlan, done: dict[str, StageResult], home: Home, command: str) -> Optional[Parent]:
+    """The trained parent of a stage: an earlier stage, another recipe's stage (trained or reused first)
+    or a checkpoint on disk."""
+    parent = plan.parent
+    if parent is None:
+        return None
     if parent.kind == "stage":
-        return Parent.of_stage(ref, done[parent.stage].dir)
+        return Parent.of_stage(parent.ref, done[parent.stage].dir)
     if parent.kind == "recipe":
-        say(f"stage {name} starts from {ref}: training or reusing that recipe's stages first")
-        upstream = train_recipe(parent.path, home=home, command=command, until=parent.stage)
-        return Parent.of_stage(ref, upstream[-1].dir)
-    if parent.kind == "checkpoint":
-        return Parent.of_path(ref, parent.path)
-    return None
+        say(f"stage {plan.name} starts from {parent.ref}: training or reusing that recipe's stages first")
+        upstream = train_plan(parent.upstream, home, command, until=parent.stage)
+        return Parent.of_stage(parent.ref, upstream[-1].dir)
+    return Parent.of_path(parent.ref, parent.checkpoint)
 
 
 def interval_steps(interval_tokens: int, step_tokens: int) -> int:
@@ -160,15 +132,11 @@ class StageTraining:
     """One stage's training: the model (from the parent or fresh), its data, the Trainer, resume from
     the stage's last checkpoint, and the final weights + lineage."""
 
-    def __init__(self, recipe: Recipe, name: str, identity: str, target: StageDir, corpus: Corpus,
-                 parent: Optional[Parent], command: str) -> None:
-        self.recipe, self.name, self.identity, self.target = recipe, name, identity, target
-        self.stage: StageConfig = recipe.stages[name]
-        self.corpus, self.parent, self.command = corpus, parent, command
-        self.model_cfg = model_config(recipe, corpus.vocab_size)
-        trainer = recipe.trainer
-        self.world_size = trainer.devices * trainer.num_nodes
-        self.accumulation = self.stage.global_batch // (self.stage.micro_batch * self.world_size)
+    def __init__(self, plan: StagePlan, parent: Optional[Parent], command: str) -> None:
+        self.plan, self.parent, self.command = plan, parent, command
+        self.recipe, self.name, self.identity, self.target = plan.recipe, plan.name, plan.identity, plan.run_dir
+        self.stage: StageConfig = plan.config
+        self.corpus = plan.corpus
 
     def run(self, home: Home) -> None:
         stage, target = self.stage, self.target
@@ -178,20 +146,19 @@ class StageTraining:
         resume = resume_checkpoint(target.last_checkpoint, stage.global_batch)
         origin = "resuming from " + str(resume) if resume else (f"from {stage.init_from.ref}" if self.parent
                                                                else "from scratch")
-        say(f"stage {self.name} [{self.identity}]: {stage.tokens:,} tokens ({stage.steps} steps of "
-            f"{stage.batch_tokens:,}) {origin} -> {target.path}")
+        say(f"stage {self.name} [{self.identity}]: {self.plan.tokens:,} tokens ({self.plan.steps} steps of "
+            f"{self.plan.batch_tokens:,}) {origin} -> {target.path}")
         pl.seed_everything(stage.seed, workers=True, verbose=False)
         module = self.build_module(fresh=resume is None)
         datamodule = MixtureDataModule(
-            self.corpus.path, stage.mixture, stage.tokens, stage.seq_len, stage.global_batch, stage.micro_batch,
-            stage.seed, max_passes=stage.max_passes, num_workers=stage.num_workers,
-            val_samples_per_source=stage.val_samples_per_source, tokenizer_hash=self.corpus.tokenizer_hash, origin=f"{self.recipe.source_path}: stages.{self.name}",
+            self.plan.data, stage.micro_batch, stage.seed, num_workers=stage.num_workers,
+            val_samples_per_source=stage.val_samples_per_source, cache=self.plan.cache, origin=self.plan.origin,
         )
         trainer = self.build_trainer()
         attempts = target.record_attempt(str(resume) if resume else None) if trainer.is_global_zero else []
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-        if trainer.global_step != stage.steps:
-            raise CodemixError(f"stage {self.name} stopped at step {trainer.global_step} of {stage.steps} "
+        if trainer.global_step != self.plan.steps:
+            raise CodemixError(f"stage {self.name} stopped at step {trainer.global_step} of {self.plan.steps} "
                                f"(interrupted, or its data ran out); run the same command again to resume")
         trainer.save_checkpoint(target.last_checkpoint, weights_only=False)  # the end state: a child may load its optimizer
         if trainer.is_global_zero:
@@ -210,8 +177,8 @@ class StageTraining:
         parent, stage = self.parent, self.stage
         take_parent = fresh and parent is not None
         return CodemixLM(
-            self.model_cfg, stage.optimizer, stage.schedule, stage.steps, self.corpus.source_names, stage.seq_len,
-            init_weights=parent.weights(self.model_cfg) if take_parent else None,
+            self.plan.model, stage.optimizer, stage.schedule, self.plan.steps, self.corpus.source_names, stage.seq_len,
+            init_weights=parent.weights(self.plan.model) if take_parent else None,
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
             activation_checkpointing=self.recipe.trainer.activation_checkpointing,
             compile_blocks=self.recipe.trainer.compile,
@@ -220,11 +187,11 @@ class StageTraining:
         )
 
     def build_trainer(self) -> pl.Trainer:
-        stage, settings = self.stage, self.recipe.trainer
-        step_tokens = stage.batch_tokens
+        plan, stage, settings = self.plan, self.stage, self.recipe.trainer
+        step_tokens = plan.batch_tokens
         callbacks: list[pl.Callback] = [
-            ThroughputMonitor(step_tokens, flops_per_token(self.model_cfg, stage.seq_len)),
-            TokenProgressBar(self.name, stage.tokens, step_tokens),
+            ThroughputMonitor(step_tokens, flops_per_token(plan.model, stage.seq_len)),
+            TokenProgressBar(self.name, plan.tokens, step_tokens),
         ]
         checkpoint_every = interval_steps(stage.checkpoint_interval_tokens, step_tokens)
         if checkpoint_every:  # last: the other callbacks' rows of the step reach the logs first
@@ -234,10 +201,10 @@ class StageTraining:
         return pl.Trainer(
             accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
             strategy=self.lightning_strategy(), precision=settings.precision,
-            max_epochs=1, max_steps=stage.steps, accumulate_grad_batches=self.accumulation,
+            max_epochs=1, max_steps=plan.steps, accumulate_grad_batches=plan.accumulation,
             gradient_clip_val=stage.optimizer.grad_clip, gradient_clip_algorithm="norm",
             # In micro-batches; None = only the end-of-stage validation (CodemixLM asks for it).
-            val_check_interval=val_every * self.accumulation if 0 < val_every < stage.steps else None,
+            val_check_interval=val_every * plan.accumulation if 0 < val_every < plan.steps else None,
             num_sanity_val_steps=0,
             log_every_n_steps=interval_steps(settings.log_every_n_tokens, step_tokens) or 1,
             callbacks=callbacks, logger=stage_loggers(self.target.path), plugins=[AtomicCheckpointIO()],
@@ -251,7 +218,7 @@ class StageTraining:
         if self.recipe.trainer.strategy == "fsdp2":
             # Data parallel over every rank, no tensor parallelism; checkpoints gathered into one file
             # on rank 0 (the stage's last.ckpt, read like every other strategy's).
-            return ModelParallelStrategy(data_parallel_size=self.world_size, tensor_parallel_size=1,
+            return ModelParallelStrategy(data_parallel_size=self.plan.world_size, tensor_parallel_size=1,
                                          save_distributed_checkpoint=False)
         return self.recipe.trainer.strategy
 
@@ -269,34 +236,31 @@ class StageTraining:
         rows = share_table(datamodule.plan, [tokens[s] for s in self.corpus.source_names])
         parent_lineage = self.parent.lineage if self.parent else None
         finished = datetime.now(timezone.utc)
-        write_lineage(target, {
-            "recipe": {"name": self.recipe.name, "path": self.recipe.source_path,
-                       "base_chain": self.recipe.base_chain},
-            "stage": self.name,
-            "identity": self.identity,
-            "parent": None if self.parent is None else {
-                "ref": self.stage.init_from.ref, "identity": self.parent.identity, "path": str(self.parent.path),
-                "load_optimizer": self.stage.init_from.load_optimizer},
-            "corpus": {"name": self.corpus.name, "path": str(self.corpus.path),
-                       "tokenizer_hash": self.corpus.tokenizer_hash},
-            "model": cfg.to_dict(),
-            "parameters": model.num_parameters(),
-            "stage_config": dataclasses.asdict(self.stage),
-            "trainer": {**dataclasses.asdict(self.recipe.trainer), "world_size": trainer.world_size},
-            "steps": trainer.global_step,
-            "tokens": sum(tokens.values()),
-            "tokens_per_source": tokens,
-            "cumulative_tokens_per_source": cumulative_tokens(parent_lineage, tokens),
-            "mixture": [dataclasses.asdict(row) for row in rows],
-            "final_metrics": final_metrics(target),
-            "attempts": attempts,
-            "finished_at": finished.isoformat(timespec="seconds"),
+        write_lineage(target.lineage_path, Lineage(
+            recipe=RecipeLink(self.recipe.name, self.recipe.source_path, list(self.recipe.base_chain)),
+            stage=self.name,
+            identity=self.identity,
+            parent=None if self.parent is None else ParentLink(
+                self.stage.init_from.ref, self.parent.identity, str(self.parent.path), self.stage.init_from.load_optimizer),
+            corpus=CorpusLink(self.corpus.name, str(self.corpus.path), self.corpus.tokenizer_hash),
+            model=cfg.to_dict(),
+            parameters=model.num_parameters(),
+            stage_config=dataclasses.asdict(self.stage),
+            trainer={**dataclasses.asdict(self.recipe.trainer), "world_size": trainer.world_size},
+            steps=trainer.global_step,
+            tokens=sum(tokens.values()),
+            tokens_per_source=tokens,
+            cumulative_tokens_per_source=cumulative_tokens(parent_lineage, tokens),
+            mixture=[dataclasses.asdict(row) for row in rows],
+            final_metrics=final_metrics(target),
+            attempts=attempts,
+            finished_at=finished.isoformat(timespec="seconds"),
             # From the first start, so the time lost to an interruption counts.
-            "wall_time_s": round((finished - datetime.fromisoformat(attempts[0]["started_at"])).total_seconds(), 1),
-            "versions": package_versions(),
-            "command": self.command,
-            "cwd": os.getcwd(),
-        })
+            wall_time_s=round((finished - datetime.fromisoformat(attempts[0]["started_at"])).total_seconds(), 1),
+            versions=package_versions(),
+            command=self.command,
+            cwd=os.getcwd(),
+        ))
         register_completed(self.identity, target, home)
         target.previous_checkpoint.unlink(missing_ok=True)  # only a fallback while the stage ran
         say(render_share_table(rows))
