@@ -1,6 +1,7 @@
 """Where codemix writes: everything (corpora, shards, runs, reports) lives under one root."""
 
 import os
+import re
 from pathlib import Path
 
 HOME_ENV = "CODEMIX_HOME"
@@ -24,3 +25,8 @@ def runs_dir(home: str | os.PathLike | None = None) -> Path:
 
 def reports_dir(home: str | os.PathLike | None = None) -> Path:
     return codemix_home(home) / "reports"
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts sweep_code_25 before sweep_code_100: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]

@@ -62,17 +62,17 @@ def test_stages_leave_weights_metrics_and_lineage(arm, small_corpus):
     assert not init.reused and not cooldown.reused
     assert init.dir.path == home / "runs" / "arm" / f"init-{init.identity}"
     lineage = cooldown.lineage
-    assert lineage["completed"] is True and lineage["stage"] == "cooldown" and lineage["steps"] == 6
-    assert lineage["parent"]["identity"] == init.identity and lineage["parent"]["path"] == str(init.dir.path)
-    assert lineage["corpus"]["tokenizer_hash"] == Corpus.open(small_corpus).tokenizer_hash
+    assert lineage.completed is True and lineage.stage == "cooldown" and lineage.steps == 6
+    assert lineage.parent.identity == init.identity and lineage.parent.path == str(init.dir.path)
+    assert lineage.corpus.tokenizer_hash == Corpus.open(small_corpus).tokenizer_hash
     # Token accounting from inside the training batches equals the stage plan, source by source.
     for stage in (init, cooldown):
         planned = {row["source"]: row["planned_tokens"] for row in stage.lineage.mixture}
         assert stage.lineage.tokens_per_source == planned
         assert sum(planned.values()) == stage.lineage.tokens
     both = {s: init.lineage.tokens_per_source[s] + cooldown.lineage.tokens_per_source[s]
-            for s in lineage["tokens_per_source"]}
-    assert lineage["cumulative_tokens_per_source"] == both
+            for s in lineage.tokens_per_source}
+    assert lineage.cumulative_tokens_per_source == both
     model, cfg, _ = load_pretrained(cooldown.dir.final)
     assert cfg.d_model == 64 and cfg.vocab_size == 2048  # the vocabulary comes from the corpus
     end = read_training_checkpoint(cooldown.dir.last_checkpoint)

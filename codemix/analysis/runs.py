@@ -4,7 +4,6 @@ The layout is the run store's (codemix.runs); a stage that two
 recipes share lives once and is linked into the second recipe's directory, so the directory a stage
 is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage."""
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Iterable
 
 from codemix.analysis.kinds import text_and_code
 from codemix.errors import ConfigError
+from codemix.paths import natural_key
 from codemix.runs.layout import LINEAGE, STAGE_INDEX, StageDir, is_stage_dir
 from codemix.runs.lineage import Lineage
 
@@ -112,11 +112,6 @@ def latest_per_stage(runs: list[StageRun]) -> tuple[list[StageRun], list[StageRu
 
 def _finished(run: StageRun) -> str:
     return run.lineage.finished_at  # ISO 8601 UTC: compares as text
-
-
-def natural_key(path: Path) -> list:
-    """Sort key that puts sweep_code_25 before sweep_code_100: digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def _walk(path: Path) -> list[StageRun]:

@@ -13,14 +13,31 @@ from codemix.config.recipe import load_recipe
 from codemix.config.recipe_schema import Recipe, StageConfig
 from codemix.config.schedule_steps import decay_steps, warmup_steps
 from codemix.config.stages import model_config, parent_of, stage_order
-from codemix.data.corpus import Corpus
+from codemix.data.corpus import CORPUS_FILE, Corpus, resolve_corpus
 from codemix.data.mixture import DataPlan, plan_data
 from codemix.data.remote import StreamCache, stream_cache
+from codemix.errors import ConfigError
 from codemix.plan.identity import stage_identity
 from codemix.runs.layout import Home, StageDir, stage_dir
 
 # The corpus a recipe trains on, opened (never built).
 CorpusOf = Callable[[Recipe], Corpus]
+
+
+def corpus_complete(path: Path) -> bool:
+    return (path / CORPUS_FILE).is_file()  # written last by the build
+
+
+def built_corpus_of(home: Home) -> CorpusOf:
+    """Opens a recipe's corpus if it has been built; a missing one is an error naming the build command."""
+    def open_built(recipe: Recipe) -> Corpus:
+        path = resolve_corpus(recipe.data.corpus, home)
+        if recipe.data.build is not None and not corpus_complete(path):
+            raise ConfigError(f"{recipe.source_path}: key 'data.corpus': {recipe.data.corpus!r} is not built yet "
+                              f"(codemix data build {recipe.data.build} {path})")
+        return Corpus.open(path)
+
+    return open_built
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codemix.analysis.runs import natural_key
 from codemix.atomic import write_json_atomic
-from codemix.config.loading import read_yaml
-from codemix.config.recipe import load_recipe
+from codemix.config.recipe import load_recipe, recipe_files
 from codemix.config.recipe_schema import Recipe
 from codemix.config.stages import parent_of
 from codemix.data.corpus import Corpus, read_json
@@ -127,14 +125,6 @@ def study_dir(recipe_dir: str | os.PathLike, smoke: bool) -> Path:
         if not directory.is_dir():
             raise ConfigError(f"{recipe_dir}: --smoke needs a '{SMOKE_DIR}/' folder of recipes in it")
     return directory
-
-
-def recipe_files(directory: Path) -> list[Path]:
-    """The YAML files directly in `directory` that are recipes (have a top-level `name`)."""
-    files = [path for path in sorted(directory.glob("*.yaml"), key=natural_key) if "name" in read_yaml(path)]
-    if not files:
-        raise ConfigError(f"{directory}: no recipe in it (a *.yaml file with a top-level 'name')")
-    return files
 
 
 def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:

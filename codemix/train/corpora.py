@@ -10,9 +10,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from codemix.config.recipe import load_recipe
 from codemix.config.recipe_schema import Recipe
 from codemix.config.stages import parent_of, stage_order
-from codemix.data.corpus import CORPUS_FILE, Corpus, resolve_corpus
-from codemix.errors import CodemixError, ConfigError
-from codemix.plan.stage import CorpusOf
+from codemix.data.corpus import Corpus, resolve_corpus
+from codemix.errors import CodemixError
+from codemix.plan.stage import CorpusOf, built_corpus_of, corpus_complete
 from codemix.runs.layout import Home
 
 
@@ -20,14 +20,14 @@ def prepare_corpora(recipe: Recipe, home: Home, command: str, say) -> CorpusOf:
     """Build what is missing for `recipe` and its recipe: parents; returns the opener planning uses."""
     for needed in _recipe_chain(recipe):
         ensure_corpus(needed, home, command, say)
-    return lambda wanted: open_built_corpus(wanted, home)
+    return built_corpus_of(home)
 
 
 def ensure_corpus(recipe: Recipe, home: Home, command: str, say) -> Corpus:
     """The recipe's corpus; built first from data.build when it is missing (on rank 0; the other
     ranks of a torchrun job wait for it)."""
     path = resolve_corpus(recipe.data.corpus, home)
-    if recipe.data.build is not None and not _corpus_complete(path):
+    if recipe.data.build is not None and not corpus_complete(path):
         if rank_zero_only.rank == 0:
             from codemix.config.data_spec import load_data_spec
             from codemix.data.build import build_corpus
@@ -36,15 +36,6 @@ def ensure_corpus(recipe: Recipe, home: Home, command: str, say) -> Corpus:
             build_corpus(load_data_spec(recipe.data.build), path, command=command)
         else:
             _wait_for_corpus(path)
-    return Corpus.open(path)
-
-
-def open_built_corpus(recipe: Recipe, home: Home) -> Corpus:
-    """The recipe's corpus if it has been built; never builds."""
-    path = resolve_corpus(recipe.data.corpus, home)
-    if recipe.data.build is not None and not _corpus_complete(path):
-        raise ConfigError(f"{recipe.source_path}: key 'data.corpus': {recipe.data.corpus!r} is not built yet "
-                          f"(codemix data build {recipe.data.build} {path})")
     return Corpus.open(path)
 
 
@@ -58,13 +49,9 @@ def _recipe_chain(recipe: Recipe) -> list[Recipe]:
     return chain
 
 
-def _corpus_complete(path: Path) -> bool:
-    return (path / CORPUS_FILE).is_file()  # written last by the build
-
-
 def _wait_for_corpus(path: Path, timeout_s: float = 24 * 3600) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _corpus_complete(path):
+    while not corpus_complete(path):
         if time.monotonic() > deadline:
             raise CodemixError(f"gave up waiting for rank 0 to build the corpus at {path}")
         time.sleep(2)
