@@ -132,3 +132,15 @@ def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp
     assert not (work / "parts").exists() and (work / "pack" / "logs").is_dir()  # task logs stay for the cluster's user
     assert {k: v for k, v in corpus_bytes(out).items() if not k.startswith(".build-")} == corpus_bytes(local)
     assert Corpus.open(out).manifest("b")["filters"] == Corpus.open(local).manifest("b")["filters"]
+
+
+def test_ray_executor_without_ray_installed_is_a_one_line_error():
+    import importlib.util
+
+    from codemix.data.build import RayExecutor
+    from codemix.errors import ConfigError
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed here")
+    with pytest.raises(ConfigError, match=r"^--executor ray: the ray package is not installed in this environment "):
+        RayExecutor(2)

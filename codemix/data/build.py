@@ -17,6 +17,7 @@ are duplicates). It covers the spec, not the bytes of the input files.
 with its tokenizer, so the stages already trained on it stay valid."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -43,6 +44,7 @@ from codemix.data.tasks import (
     plan_slices,
     remove_task_data,
     run_local,
+    run_ray,
     submit_slurm,
     write_plan_note,
 )
@@ -222,11 +224,29 @@ class LocalExecutor:
         lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
         lock.touch()
         try:
-            run_local(plan, self.workers)
+            self.run_tasks(plan)
             finish()
             shutil.rmtree(plan.work)
         finally:
             lock.unlink()
+
+    def run_tasks(self, plan: BuildPlan) -> None:
+        run_local(plan, self.workers)
+
+
+class RayExecutor(LocalExecutor):
+    """The tasks on the Ray cluster, `workers` at a time (-1: as many as it runs), then the merge here
+    (datatrove's RayPipelineExecutor). ray is not one of codemix's dependencies: it is installed where
+    a cluster runs Ray."""
+
+    def __init__(self, workers: int = -1):
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor ray: the ray package is not installed in this environment "
+                              "(pip install 'ray[default]' beside codemix); use --executor local or slurm")
+        super().__init__(workers)
+
+    def run_tasks(self, plan: BuildPlan) -> None:
+        run_ray(plan, self.workers)
 
 
 class SlurmExecutor:

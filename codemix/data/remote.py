@@ -97,7 +97,8 @@ def stream_cache(corpus: "Corpus", sources: list[str], cache_limit: str | int | 
         where = f"data.cache_limit {cache_limit!r}"
     if limit is not None and limit < indexes + SHARDS_IN_CACHE * largest:
         raise ConfigError(f"{origin}: {where} ({limit:,} bytes) cannot cache {SHARDS_IN_CACHE} of the largest "
-                          f"training shard ({largest:,} bytes) of {corpus.remote} beside its indexes ({indexes:,} bytes)")
+                          f"training shard ({largest:,} bytes) of {corpus.remote} beside its indexes "
+                          f"({indexes:,} bytes)")
     return StreamCache(cache_limit=limit, predownload=predownload)
 
 

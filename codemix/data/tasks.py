@@ -256,12 +256,23 @@ def run_local(plan: BuildPlan, workers: int) -> None:
     """Run the passes with datatrove's LocalPipelineExecutor, `workers` tasks at a time."""
     from datatrove.executor import LocalPipelineExecutor
 
+    _run_passes(plan, LocalPipelineExecutor, workers, start_method="fork")
+
+
+def run_ray(plan: BuildPlan, workers: int) -> None:
+    """Run the passes on the Ray cluster this process is connected to (datatrove's RayPipelineExecutor),
+    `workers` tasks at a time (-1: as many as the cluster runs)."""
+    from datatrove.executor import RayPipelineExecutor
+
+    _run_passes(plan, RayPipelineExecutor, workers)
+
+
+def _run_passes(plan: BuildPlan, executor_type: type, workers: int, **options) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tasks are the parallelism
     for name in passes(plan):
-        LocalPipelineExecutor(
-            pipeline=pipeline(plan, name), tasks=plan.pass_tasks(name), workers=min(workers, plan.pass_tasks(name)),
-            logging_dir=str(Path(plan.work) / name), start_method="fork",
-        ).run()
+        tasks = plan.pass_tasks(name)
+        executor_type(pipeline=pipeline(plan, name), tasks=tasks, workers=tasks if workers < 0 else min(workers, tasks),
+                      logging_dir=str(Path(plan.work) / name), **options).run()
         _check_complete(plan, name)
 
 
