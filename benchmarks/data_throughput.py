@@ -1,157 +1,180 @@
-"""Build throughput: MB/s of raw text through clean + tokenize + pack + write (the `codemix data build`
-pipeline, 2 processes) against HF tokenizers' own `encode_batch` on the same text with the same
-tokenizer, measured in the same run (target: ratio >= 0.6); and loader throughput: tokens/s the
-MixtureDataModule delivers against what a CPU tiny-model training step consumes, also in the same run.
+"""Build throughput of `codemix data build` (datatrove tasks: scan + dedup, decide, pack) with 1 and with 2
+workers on the same input in one run, each worker against HF tokenizers' own single-threaded
+`encode_batch` on the same text with the same tokenizer, and the peak memory of a build worker at two
+input sizes (it must not grow with the corpus: a task holds one slice, a decide task one hash bucket).
 
-    .venv/bin/python benchmarks/data_throughput.py [--bytes-per-source N] [--repeats N] [--processes N] [--corpus NAME]
+    .venv/bin/python benchmarks/data_throughput.py [--task-mb N] [--sample-every N]
 
-The text is the quickstart spec's sources, read into memory first (reading from disk is in neither
-side), at most --bytes-per-source raw UTF-8 bytes from each. Results go to stdout and to
-benchmarks/results/data_throughput_cpu.json. The loader part (benchmarks/loader_throughput.py) reads a
-built corpus (default: the quickstart under CODEMIX_HOME, built first when missing).
+Input, read from this machine (nothing is committed): the Go and Rust standard libraries and the running
+Python's stdlib (about 115 MB of code: the "small" size), and the same plus torch's Python sources and
+the GCIDE dictionary (about 200 MB: the "large" size). A tokenizer is trained once up front, so the
+builds time only the tasks and the merge. Each build runs in a process of its own so its peak memory
+(the largest of its worker processes, ru_maxrss) is its own. Results go to stdout and to
+benchmarks/results/data_throughput_cpu.json, with the load average before and after (the machine is
+shared: wall times are noisy, CPU seconds per MB steadier).
 """
 
 import argparse
+import multiprocessing
 import os
 import platform
 import resource
 import shlex
 import sys
+import sysconfig
 import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import tokenizers
+import yaml
 
-from codemix.config.data_spec import code_filters_on, load_data_spec, quickstart_spec_path
-from codemix.data.clean import Cleaner
 from codemix.atomic import write_json_atomic
-from codemix.data.shards import EncodeSettings, EncoderPool, write_splits
-from codemix.data.sources import Document, ReadStats, read_source
-from codemix.data.tokenizer import save_tokenizer, special_ids, token_dtype, train_bpe, vocab_size
-from loader_throughput import measure_loader  # benchmarks/ is on sys.path when run as a script
+from codemix.config.data_spec import load_data_spec
+from codemix.data.sources import ReadStats, read_source
+from codemix.data.tokenizer import save_tokenizer, train_bpe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_throughput_cpu.json"
+STDLIB = sysconfig.get_paths()["stdlib"]
+TORCH = str(Path(tokenizers.__file__).resolve().parents[1] / "torch")  # site-packages/torch
+SMALL = [
+    {"name": "code_go", "reader": {"type": "dir", "path": "/usr/share/go-1.19/src", "include": ["**/*.go"],
+                                   "exclude": ["**/testdata/**"]}},
+    {"name": "code_rust", "reader": {"type": "dir", "path": "/usr/src/rustc-*/library", "include": ["**/*.rs"]}},
+    {"name": "code_python", "reader": {"type": "dir", "path": STDLIB, "include": ["**/*.py"],
+                                       "exclude": ["site-packages/**"]}},
+]
+LARGE = SMALL + [
+    {"name": "code_torch", "reader": {"type": "dir", "path": TORCH, "include": ["**/*.py"]}},
+    {"name": "text_gcide", "reader": {"type": "files", "paths": ["/usr/share/dictd/gcide.dict.dz"],
+                                      "split_on": "\\n\\n(?=\\S)", "min_chars": 20}},
+]
 
 
-def read_text(bytes_per_source: int) -> list[tuple[str, bool, list[Document]]]:
-    """(source name, code filters on, documents) of each quickstart source, up to the byte budget."""
-    sources = []
-    for source in load_data_spec(quickstart_spec_path()).sources:
-        docs, size = [], 0
-        for doc in read_source(source, ReadStats()):
-            docs.append(doc)
-            size += len(doc.text.encode("utf-8"))
-            if size >= bytes_per_source:
-                break
-        sources.append((source.name, code_filters_on(source), docs))
-    return sources
+def write_spec(folder: Path, name: str, sources: list[dict], task_mb: int, tokenizer: Path | None = None) -> Path:
+    spec = {"name": name, "seq_len": 512, "task_bytes": task_mb << 20,
+            **({"tokenizer": {"path": str(tokenizer)}} if tokenizer else {}),
+            "sources": [{"kind": "code" if s["name"].startswith("code") else "text", "licence": "benchmark input",
+                         **s} for s in sources]}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def texts_of(spec_path: Path, every: int) -> list[str]:
+    """Every `every`-th document of the spec's sources, as the build reads them (before cleaning)."""
+    return [doc.text for source in load_data_spec(spec_path).sources
+            for n, doc in enumerate(read_source(source, ReadStats())) if n % every == 0]
+
+
+def _build(spec_path: str, out: str, workers: int, results) -> None:
+    from codemix.data.build import build_corpus
+    from codemix.data.corpus import Corpus
+
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    build_corpus(load_data_spec(spec_path), out, processes=workers, progress=lambda _: None)
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    corpus = Corpus.open(Path(out))
+    manifests = [corpus.manifest(s.name) for s in corpus.sources]
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    results.put({
+        "workers": workers,
+        "input_mb": round(sum(m["read"]["bytes"] for m in manifests) / 1e6, 1),
+        "tasks": sum(m["tasks"] for m in manifests),
+        "documents": sum(m["documents"] for m in manifests),
+        "tokens": sum(m["tokens"] for m in manifests),
+        "seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
+        # one worker runs the tasks in the build process itself; more run in a pool of worker processes
+        "peak_worker_rss_mb": round((own if workers == 1 else children) / 1024, 1),
+        "peak_parent_rss_mb": round(own / 1024, 1),
+    })
+
+
+def measure_build(spec_path: Path, out: Path, workers: int) -> dict:
+    """One build in a fresh process (so ru_maxrss is this build's); MB/s of raw input."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    process = context.Process(target=_build, args=(str(spec_path), str(out), workers, results))
+    process.start()
+    row = results.get()
+    process.join()
+    row["mb_per_s"] = round(row["input_mb"] / row["seconds"], 3)
+    row["mb_per_s_per_worker"] = round(row["mb_per_s"] / workers, 3)
+    row["cpu_s_per_mb"] = round(row["cpu_seconds"] / row["input_mb"], 3)
+    return row
+
+
+def measure_encode_batch(texts: list[str], tokenizer_path: Path) -> dict:
+    """HF tokenizers' encode_batch on one thread (a build worker is one thread): MB/s."""
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
+    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    for start in range(0, len(texts), 256):
+        tokenizer.encode_batch_fast(texts[start:start + 256], add_special_tokens=False)
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    return {"megabytes": round(megabytes, 1), "documents": len(texts), "seconds": round(wall, 2),
+            "mb_per_s": round(megabytes / wall, 3), "cpu_s_per_mb": round(cpu / megabytes, 3)}
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process's threads and of its reaped child processes (the pool's workers)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _timed(work) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of `work()`: on a shared machine the CPU time is the steadier figure."""
-    wall, cpu = time.perf_counter(), _cpu_seconds()
-    work()
-    return time.perf_counter() - wall, _cpu_seconds() - cpu
-
-
-def _run_pipeline(sources, settings: EncodeSettings, processes: int, seq_len: int, out: Path) -> None:
-    """One pass of the build's pipeline over in-memory documents: clean (filters + cross-source
-    dedup, in the parent), tokenize (pool), pack and write MDS train/val splits."""
-    cleaner = Cleaner({name: filters for name, filters, _ in sources}, dedup=True)
-    with EncoderPool(settings, processes) as pool:
-        for name, _, docs in sources:
-            kept = (doc.text for doc in docs if cleaner.keep(doc, name))
-            write_splits(pool, kept, out / name, seq_len, settings.dtype)
-
-
-def measure_build(bytes_per_source: int = 2_000_000, repeats: int = 3, processes: int = 2, seq_len: int = 512) -> dict:
-    """Best-of-`repeats` MB/s of the build pipeline and of encode_batch, alternating so that load
-    from other work on the machine hits both sides alike."""
-    sources = read_text(bytes_per_source)
-    texts = [doc.text for _, _, docs in sources for doc in docs]
-    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    with tempfile.TemporaryDirectory(prefix="codemix-bench-") as tmp:
-        tmp_dir = Path(tmp)
-        tokenizer = train_bpe(texts[:: max(1, len(texts) // 2000)], vocab_size=8192, min_frequency=2)
-        save_tokenizer(tokenizer, tmp_dir / "tokenizer.json")
-        dtype = token_dtype(vocab_size(tokenizer))
-        settings = EncodeSettings(str(tmp_dir / "tokenizer.json"), special_ids(tokenizer)["eos_id"], dtype, 0, 0.02)
-        pipeline, reference = [], []
-        for n in range(repeats):
-            reference.append(_timed(lambda: tokenizer.encode_batch(texts)))
-            out = tmp_dir / f"run{n}"
-            pipeline.append(_timed(lambda: _run_pipeline(sources, settings, processes, seq_len, out)))
-    build_mb_s = megabytes / min(wall for wall, _ in pipeline)
-    encode_mb_s = megabytes / min(wall for wall, _ in reference)
-    build_cpu, encode_cpu = min(cpu for _, cpu in pipeline), min(cpu for _, cpu in reference)
-    return {
-        "megabytes": round(megabytes, 3),
-        "documents": len(texts),
-        "sources": [name for name, _, _ in sources],
-        "build_mb_per_s": round(build_mb_s, 3),
-        "encode_batch_mb_per_s": round(encode_mb_s, 3),
-        "ratio": round(build_mb_s / encode_mb_s, 3),
-        # CPU seconds per MB: the work each side does, whatever else shares the machine
-        "build_cpu_s_per_mb": round(build_cpu / megabytes, 3),
-        "encode_batch_cpu_s_per_mb": round(encode_cpu / megabytes, 3),
-        "cpu_ratio": round(encode_cpu / build_cpu, 3),
-        "build_seconds": [[round(wall, 3), round(cpu, 3)] for wall, cpu in pipeline],
-        "encode_batch_seconds": [[round(wall, 3), round(cpu, 3)] for wall, cpu in reference],
-    }
-
-
 def environment() -> dict:
     return {
-        "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews both sides
-        "versions": {
-            "python": platform.python_version(),
-            "tokenizers": tokenizers.__version__,
-            "mosaicml-streaming": version("mosaicml-streaming"),
-            "numpy": np.__version__,
-            "codemix": version("codemix"),
-        },
+        "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
+        "interpreter": ".venv/bin/python",
+        "versions": {"python": platform.python_version(), "tokenizers": tokenizers.__version__,
+                     "datatrove": version("datatrove"), "mosaicml-streaming": version("mosaicml-streaming"),
+                     "codemix": version("codemix")},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bytes-per-source", type=int, default=2_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--corpus", default="quickstart", help="corpus name or path for the loader part")
+    parser.add_argument("--task-mb", type=int, default=16, help="task_bytes of the builds, in MiB (default 16)")
+    parser.add_argument("--sample-every", type=int, default=5,
+                        help="encode_batch runs on every N-th document of the small input (default 5)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    config = {"bytes_per_source": args.bytes_per_source, "repeats": args.repeats, "processes": args.processes, "seq_len": 512}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        tokenizer = work / "tokenizer.json"
+        sample = texts_of(write_spec(work, "sample", SMALL, args.task_mb), 50)
+        save_tokenizer(train_bpe(iter(sample), vocab_size=8192, min_frequency=2), tokenizer)
+        small = write_spec(work, "small", SMALL, args.task_mb, tokenizer)
+        large = write_spec(work, "large", LARGE, args.task_mb, tokenizer)
+        one = measure_build(small, work / "one", 1)
+        two = measure_build(small, work / "two", 2)
+        two_large = measure_build(large, work / "two_large", 2)
+        encode = measure_encode_batch(texts_of(small, args.sample_every), tokenizer)
+    load_after = os.getloadavg()
     report = {
         **environment(),
-        "config": config,
+        "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
         "command": shlex.join([".venv/bin/python", "benchmarks/data_throughput.py", *sys.argv[1:]]),
-        "build": measure_build(**config),
-        "loader": measure_loader(args.corpus),
+        "builds": {"small_1_worker": one, "small_2_workers": two, "large_2_workers": two_large},
+        "encode_batch_1_thread": encode,
+        "two_over_one_workers": round(two["mb_per_s"] / one["mb_per_s"], 3),
+        "worker_over_encode_batch": {"1_worker": round(one["mb_per_s_per_worker"] / encode["mb_per_s"], 3),
+                                     "2_workers": round(two["mb_per_s_per_worker"] / encode["mb_per_s"], 3)},
+        "peak_worker_rss_mb": {f"{one['input_mb']} MB": two["peak_worker_rss_mb"],
+                               f"{two_large['input_mb']} MB": two_large["peak_worker_rss_mb"]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)
-    build = report["build"]
-    print(
-        f"build {build['build_mb_per_s']} MB/s vs encode_batch {build['encode_batch_mb_per_s']} MB/s: "
-        f"ratio {build['ratio']} (CPU-time ratio {build['cpu_ratio']}) on {build['megabytes']} MB"
-    )
-    loader = report["loader"]
-    for row in loader["loader"]:
-        print(f"loader num_workers={row['num_workers']}: {row['tokens_per_s']:,} tokens/s, "
-              f"{row['ratio_to_tiny_training']}x the tiny model's training consumption "
-              f"({loader['tiny_training']['tokens_per_s']:,} tokens/s)")
-    print(f"written to {args.out}")
+    print(yaml.safe_dump({k: report[k] for k in ("load_average_1m", "two_over_one_workers", "worker_over_encode_batch",
+                                                   "peak_worker_rss_mb")}, sort_keys=False))
+    for name, row in report["builds"].items():
+        print(f"{name}: {row['input_mb']} MB in {row['seconds']} s, {row['mb_per_s']} MB/s "
+              f"({row['cpu_s_per_mb']} CPU s/MB), peak worker {row['peak_worker_rss_mb']} MB")
+    print(f"encode_batch (1 thread): {encode['mb_per_s']} MB/s on {encode['megabytes']} MB")
     return 0
 
 
