@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 
 from codemix.data import shards
 from codemix.data.corpus import SPLITS
-from codemix.data.shards import EncodeSettings, EncoderPool, SamplePacker, is_val, write_splits
+from codemix.data.shards import EncodeSettings, Encoder, SamplePacker, is_val, pack_holding_out, pack_splits
 from codemix.data.tokenizer import save_tokenizer, special_ids, train_bpe
 
 SEQ_LEN = 64
@@ -40,9 +40,8 @@ def settings(documents: list[str], tmp_path_factory: pytest.TempPathFactory) -> 
 def test_samples_are_the_documents_eos_separated_and_cut_exactly(
     documents: list[str], settings: EncodeSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(shards, "CHUNK_CHARS", 2000)  # many chunks, in flight on both workers at once
-    with EncoderPool(settings, processes=2) as pool:
-        counts = write_splits(pool, iter(documents), tmp_path, SEQ_LEN, "uint16")
+    monkeypatch.setattr(shards, "CHUNK_CHARS", 2000)  # many chunks: samples cross chunk boundaries
+    counts = pack_splits(Encoder(settings).encode(iter(documents)), tmp_path, SEQ_LEN, "uint16")
 
     tokenizer = Tokenizer.from_file(settings.tokenizer_path)
     for split in SPLITS:
@@ -60,13 +59,11 @@ def test_samples_are_the_documents_eos_separated_and_cut_exactly(
     assert 0.1 * len(documents) < counts["val"]["documents"] < 0.3 * len(documents)
 
 
-def test_split_depends_on_content_not_order_or_processes(documents: list[str], settings: EncodeSettings, tmp_path: Path):
+def test_split_depends_on_content_not_order(documents: list[str], settings: EncodeSettings, tmp_path: Path):
     shuffled = documents[:]
     random.Random(0).shuffle(shuffled)
-    with EncoderPool(settings, processes=2) as pool:
-        ordered = write_splits(pool, documents, tmp_path / "ordered", SEQ_LEN, "uint16")
-    with EncoderPool(settings, processes=1) as pool:
-        reordered = write_splits(pool, shuffled, tmp_path / "shuffled", SEQ_LEN, "uint16")
+    ordered = pack_splits(Encoder(settings).encode(documents), tmp_path / "ordered", SEQ_LEN, "uint16")
+    reordered = pack_splits(Encoder(settings).encode(shuffled), tmp_path / "shuffled", SEQ_LEN, "uint16")
     for split in SPLITS:
         assert ordered[split]["documents"] == reordered[split]["documents"]
         total = ordered[split]["tokens"] + ordered[split]["dropped_tokens"]
@@ -78,10 +75,24 @@ def test_split_depends_on_content_not_order_or_processes(documents: list[str], s
 
 def test_validation_fraction_zero_gives_an_empty_readable_split(documents: list[str], settings: EncodeSettings, tmp_path: Path):
     no_val = EncodeSettings(settings.tokenizer_path, settings.eos_id, "uint16", SEED, 0.0)
-    with EncoderPool(no_val, processes=1) as pool:
-        counts = write_splits(pool, documents[:20], tmp_path, SEQ_LEN, "uint16")
+    counts = pack_holding_out(lambda held_out: Encoder(no_val, held_out).encode(documents[:20]), tmp_path, SEQ_LEN,
+                              "uint16", no_val.val_fraction)
     assert counts["val"] == {"documents": 0, "samples": 0, "tokens": 0, "dropped_tokens": 0}
     assert len(read_samples(tmp_path / "val")) == 0 and counts["train"]["documents"] == 20
+
+
+def test_a_split_without_a_val_sample_holds_out_its_lowest_hash_documents(documents: list[str],
+                                                                          settings: EncodeSettings, tmp_path: Path):
+    train_only = [d for d in documents if not is_val(d, SEED, VAL_FRACTION)]
+    counts = pack_holding_out(lambda held_out: Encoder(settings, held_out).encode(train_only), tmp_path, SEQ_LEN,
+                              "uint16", VAL_FRACTION)
+    held = sorted(train_only, key=lambda d: shards.split_hash(d, SEED))[:counts["val"]["documents"]]
+    tokenizer = Tokenizer.from_file(settings.tokenizer_path)
+    held_tokens = sum(len(tokenizer.encode(d).ids) + 1 for d in held)
+    assert counts["val"]["samples"] >= 1 and held_tokens >= SEQ_LEN  # the fewest lowest-hash ones filling a sample
+    assert held_tokens - len(tokenizer.encode(held[-1]).ids) - 1 < SEQ_LEN
+    assert counts["val"]["documents"] + counts["train"]["documents"] == len(train_only)
+    assert len(read_samples(tmp_path / "val")) == counts["val"]["samples"]
 
 
 def test_uint32_tokens_survive_the_round_trip(tmp_path: Path):

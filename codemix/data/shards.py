@@ -1,17 +1,14 @@
-"""Tokenize documents in worker processes, pack them into seq_len samples, write MDS train/val splits.
+"""Tokenize documents, pack them into seq_len samples, write MDS train/val splits (one build task's part).
 
 Each document is followed by eos; the documents of a split are concatenated in read order and cut
 into samples of exactly seq_len tokens (the last partial piece is dropped and counted). A document
 goes to val iff hash(seed, content) < val_fraction, so the split never depends on the read order or
-on the number of processes. A slice whose hash split leaves val without one whole sample (a source
+on the number of tasks. A slice whose hash split leaves val without one whole sample (a source
 of a few dozen documents) instead holds out its lowest-hash documents until val has one
 (`pack_holding_out`), so every source with enough text has a validation split a reader can open."""
 
 import heapq
-import multiprocessing
 import shutil
-import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,15 +20,10 @@ from tokenizers import Tokenizer
 from codemix._streaming import MDSWriter
 from codemix.data.corpus import SPLITS, TOKENS_COLUMN
 
-# Documents go to a worker in chunks of about this many characters: big enough that pickling and
-# queueing stay a small share of the work, small enough that every worker is busy even on a source of
-# a few hundred KB (the pool drains at the end of each source).
+# Documents are tokenized in batches of about this many characters (encode_batch's per-call cost stays small).
 CHUNK_CHARS = 1 << 16
-# Chunks in flight per worker: keeps workers fed while the parent reads, without reading ahead unboundedly.
-IN_FLIGHT_PER_PROCESS = 3
 SHARD_SIZE_LIMIT = 1 << 26  # bytes per MDS shard file (streaming's default)
 _HASH_SPAN = float(1 << 64)
-_PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
 
 
 def split_hash(text: str, seed: int) -> int:
@@ -96,17 +88,6 @@ class Encoder:
         return (self(chunk) for chunk in _chunks(texts))
 
 
-_worker_state: dict = {}
-
-
-def _init_worker(settings: EncodeSettings) -> None:
-    _worker_state["encoder"] = Encoder(settings)
-
-
-def encode_chunk(texts: list[str]) -> EncodedChunk:
-    return _worker_state["encoder"](texts)
-
-
 def _concat_with_eos(ids: list[list[int]], eos_id: int, dtype: str) -> np.ndarray:
     out = np.empty(sum(len(doc) for doc in ids) + len(ids), dtype=dtype)
     pos = 0
@@ -129,51 +110,6 @@ def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
             chunk, size = [], 0
     if chunk:
         yield chunk
-
-
-class EncoderPool:
-    """Worker processes holding the tokenizer; results come back in submission order."""
-
-    def __init__(self, settings: EncodeSettings, processes: int = 2):
-        if processes < 1:
-            raise ValueError(f"processes must be >= 1, got {processes}")
-        self.processes = processes
-        # fork, not spawn: spawned workers would re-import streaming/torch (seconds each) and the
-        # caller's __main__. The workers run single-threaded (the pool is the parallelism): with
-        # TOKENIZERS_PARALLELISM set while forking, tokenizers neither warns nor starts rayon threads.
-        saved = os.environ.get(_PARALLELISM_ENV)
-        os.environ[_PARALLELISM_ENV] = "false"
-        try:
-            context = multiprocessing.get_context("fork")
-            self._pool = context.Pool(processes, initializer=_init_worker, initargs=(settings,))
-        finally:
-            if saved is None:
-                del os.environ[_PARALLELISM_ENV]
-            else:
-                os.environ[_PARALLELISM_ENV] = saved
-
-    def encode(self, texts: Iterable[str]) -> Iterator[EncodedChunk]:
-        pending: deque = deque()
-        for chunk in _chunks(texts):
-            pending.append(self._pool.apply_async(encode_chunk, (chunk,)))
-            if len(pending) >= IN_FLIGHT_PER_PROCESS * self.processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-    def close(self) -> None:
-        self._pool.close()
-        self._pool.join()
-
-    def __enter__(self) -> "EncoderPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self._pool.terminate()
-            self._pool.join()
 
 
 class SamplePacker:
@@ -204,11 +140,6 @@ class SamplePacker:
         self._writer.finish()
         self.counts.dropped_tokens = len(self._carry)
         return self.counts
-
-
-def write_splits(pool: EncoderPool, texts: Iterable[str], out_dir: Path, seq_len: int, dtype: str) -> dict[str, dict]:
-    """Tokenize `texts` with the pool and write out_dir/train and out_dir/val; returns counts per split."""
-    return pack_splits(pool.encode(texts), out_dir, seq_len, dtype)
 
 
 def pack_splits(chunks: Iterable[EncodedChunk], out_dir: Path, seq_len: int, dtype: str) -> dict[str, dict]:
