@@ -89,7 +89,7 @@ def tokens_per_s(stamps: list[float], step_tokens: int) -> float:
 def run_lightning(training: StageTraining) -> float:
     pl.seed_everything(0, verbose=False)
     module = training.build_module(fresh=True)
-    trainer = training.build_trainer()
+    trainer = training.build_trainer(resume=None)
     clock = StepClock()
     trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=new_datamodule(training))

@@ -43,7 +43,8 @@ def write_recipe(folder: Path, name: str, corpus: Path, stages: dict, trainer: d
 
 
 INIT = {"tokens": 16 * STEP_TOKENS, "mixture": {"code": 0.5, "text": 0.5}, "init_from": {"ref": "scratch"},
-        "val_interval_tokens": 8 * STEP_TOKENS, "checkpoint_interval_tokens": 8 * STEP_TOKENS}
+        "val_interval_tokens": 8 * STEP_TOKENS, "checkpoint_interval_tokens": 8 * STEP_TOKENS,
+        "snapshot_interval_tokens": 8 * STEP_TOKENS}
 COOLDOWN = {"tokens": 6 * STEP_TOKENS, "mixture": {"text": 0.8, "code": 0.2}, "init_from": {"ref": "stage:init"},
             "schedule": {"kind": "linear", "warmup": 0, "final_lr": 1.0e-6}}
 
@@ -55,6 +56,17 @@ def arm(small_corpus, tmp_path_factory):
     path = write_recipe(folder, "arm", small_corpus, {"init": INIT, "cooldown": COOLDOWN})
     home = folder / "home"
     return path, home, train_recipe(path, home=home, command="pytest")
+
+
+def test_snapshots_follow_the_stage_and_the_last_equals_its_final_weights(arm):
+    _, _, (init, cooldown) = arm
+    snapshots = sorted(init.dir.snapshots.iterdir())
+    assert [p.name for p in snapshots] == [init.dir.snapshot(n * STEP_TOKENS).name for n in (8, 16)]
+    assert not cooldown.dir.snapshots.exists()  # no interval: no snapshots
+    final = load_pretrained(init.dir.final)[0].state_dict()
+    halfway, last = (load_pretrained(path)[0].state_dict() for path in snapshots)  # folders codemix eval reads
+    assert all(torch.equal(last[k], v) for k, v in final.items())
+    assert any(not torch.equal(halfway[k], v) for k, v in final.items())
 
 
 def test_stages_leave_weights_metrics_and_lineage(arm, small_corpus):

@@ -153,6 +153,8 @@ class StageConfig:
     val_interval_tokens: int = 0  # 0 = validate only at the end of the stage
     val_samples_per_source: int = 64  # held-out sequences per source in each validation pass
     checkpoint_interval_tokens: int = 0  # 0 = checkpoint only at the end of the stage
+    # Weights-only snapshots (snapshots/tokens-N/, a pretrained folder codemix eval reads); 0 = none.
+    snapshot_interval_tokens: int = 0
     num_workers: int = 0
 
     @property

@@ -105,7 +105,7 @@ class Validator:
         self.check_init_from(index, key, stage)
         self.require(key + ("max_passes",), stage.max_passes > 0, stage.max_passes, "must be positive")
         self.require(key + ("seed",), stage.seed >= 0, stage.seed, "must be >= 0")
-        for field_name in ("val_interval_tokens", "checkpoint_interval_tokens", "num_workers"):
+        for field_name in ("val_interval_tokens", "checkpoint_interval_tokens", "snapshot_interval_tokens", "num_workers"):
             value = getattr(stage, field_name)
             self.require(key + (field_name,), value >= 0, value, "must be >= 0")
         self.require(key + ("val_samples_per_source",), stage.val_samples_per_source > 0,

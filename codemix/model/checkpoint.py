@@ -27,13 +27,19 @@ TOKENIZER = "tokenizer.json"
 def save_pretrained(model: Decoder, cfg: ModelConfig, tokenizer_json_path: str | Path,
                     out_dir: str | Path) -> Path:
     """Write `out_dir` atomically (a previous folder there is replaced); returns its path."""
+    return save_weights(model.state_dict(), cfg, tokenizer_json_path, out_dir)
+
+
+def save_weights(state: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer_json_path: str | Path,
+                 out_dir: str | Path) -> Path:
+    """save_pretrained from a Decoder's state dict (e.g. one gathered from shards)."""
     out_dir = Path(out_dir)
     tokenizer_json_path = Path(tokenizer_json_path)
     if not tokenizer_json_path.is_file():
         raise ConfigError(f"{tokenizer_json_path}: no tokenizer.json to save with the model")
     with atomic_dir(out_dir) as tmp:
         # A tied head is not a separate tensor in the state dict, so nothing is shared on disk.
-        state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+        state = {name: t.detach().to("cpu").contiguous() for name, t in state.items()}
         save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         shutil.copyfile(tokenizer_json_path, tmp / TOKENIZER)

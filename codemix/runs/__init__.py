@@ -6,6 +6,8 @@
         checkpoints/previous.ckpt  the interval checkpoint before last.ckpt, while the stage runs: where
                                 a re-run resumes when last.ckpt is unreadable (set aside as
                                 last.ckpt.unusable-<time>)
+        snapshots/tokens-N/     weights-only snapshots every snapshot_interval_tokens (pretrained
+                                folders, like final/), for codemix eval and the notebooks
         final/                  save_pretrained: model.safetensors, model_config.json, tokenizer.json
         logs/csv/version_N/     one CSV (and TensorBoard) version per start of the stage
         metrics.csv             all versions merged: the rows of an interrupted start that a resume

@@ -17,6 +17,7 @@ FINAL = "final"
 METRICS = "metrics.csv"
 RESULTS = Path("eval") / "results.json"
 CHECKPOINTS = "checkpoints"
+SNAPSHOTS = "snapshots"
 LAST_CHECKPOINT = "last.ckpt"
 PREVIOUS_CHECKPOINT = "previous.ckpt"  # the one before last.ckpt (codemix.train.resume)
 STAGE_INDEX = "_stages"  # runs/_stages/<identity>: the index of completed stages, not a recipe
@@ -47,6 +48,14 @@ class StageDir:
     @property
     def final(self) -> Path:
         return self.path / FINAL
+
+    @property
+    def snapshots(self) -> Path:
+        return self.path / SNAPSHOTS
+
+    def snapshot(self, tokens: int) -> Path:
+        """The weights-only snapshot taken after `tokens` tokens of the stage (zero-padded: sorts by name)."""
+        return self.snapshots / f"tokens-{tokens:015d}"
 
     @property
     def logs(self) -> Path:

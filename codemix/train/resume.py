@@ -68,16 +68,19 @@ def keep_as_previous(last: Path) -> None:
         os.replace(last, previous)
 
 
-def resume_checkpoint(last: Path, global_batch: int) -> Optional[Path]:
+def resume_checkpoint(last: Path, global_batch: int, decides: bool = True) -> Optional[Path]:
     """The checkpoint a re-run of the stage resumes from: last.ckpt, or previous.ckpt when last.ckpt is
-    missing or unusable, or None (start the stage afresh). Each unusable one is set aside with a
-    one-line message naming it and where it went."""
+    missing or unusable, or None (start the stage afresh). The deciding rank (rank 0) sets each unusable
+    one aside with a one-line message naming it and where it went; the other ranks only look, and
+    snapshots.ResumeAgreement checks they chose alike."""
     for candidate in (last, last.with_name(PREVIOUS_CHECKPOINT)):
         if not candidate.is_file():
             continue
         problem = checkpoint_problem(candidate, global_batch)
         if problem is None:
             return candidate
+        if not decides:
+            continue
         aside = set_aside(candidate)
         print(f"codemix: warning: {candidate} {problem}; set aside as {aside.name}", file=sys.stderr, flush=True)
     return None

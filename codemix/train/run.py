@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
@@ -42,6 +43,7 @@ from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_tempora
 from codemix.train.corpora import prepare_corpora
 from codemix.train.module import CodemixLM
 from codemix.train.resume import StepCheckpoint, resume_checkpoint
+from codemix.train.snapshots import ResumeAgreement, WeightSnapshots
 from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
 
 
@@ -143,7 +145,7 @@ class StageTraining:
         target.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.checkpoints)
         sweep_leftovers(target.final)
-        resume = resume_checkpoint(target.last_checkpoint, stage.global_batch)
+        resume = resume_checkpoint(target.last_checkpoint, stage.global_batch, decides=rank_zero_only.rank == 0)
         origin = "resuming from " + str(resume) if resume else (f"from {stage.init_from.ref}" if self.parent
                                                                else "from scratch")
         say(f"stage {self.name} [{self.identity}]: {self.plan.tokens:,} tokens ({self.plan.steps} steps of "
@@ -154,7 +156,7 @@ class StageTraining:
             self.plan.data, stage.micro_batch, stage.seed, num_workers=stage.num_workers,
             val_samples_per_source=stage.val_samples_per_source, cache=self.plan.cache, origin=self.plan.origin,
         )
-        trainer = self.build_trainer()
+        trainer = self.build_trainer(resume)
         attempts = target.record_attempt(str(resume) if resume else None) if trainer.is_global_zero else []
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         if trainer.global_step != self.plan.steps:
@@ -186,13 +188,18 @@ class StageTraining:
             bf16_parameters=self.recipe.trainer.precision.startswith("bf16"),
         )
 
-    def build_trainer(self) -> pl.Trainer:
+    def build_trainer(self, resume: Optional[Path]) -> pl.Trainer:
         plan, stage, settings = self.plan, self.stage, self.recipe.trainer
         step_tokens = plan.batch_tokens
         callbacks: list[pl.Callback] = [
             ThroughputMonitor(step_tokens, flops_per_token(plan.model, stage.seq_len)),
             TokenProgressBar(self.name, plan.tokens, step_tokens),
+            ResumeAgreement(resume),
         ]
+        snapshot_every = interval_steps(stage.snapshot_interval_tokens, step_tokens)
+        if snapshot_every:
+            callbacks.append(WeightSnapshots(self.target, snapshot_every, step_tokens, plan.model,
+                                             self.corpus.path / TOKENIZER_FILE))
         checkpoint_every = interval_steps(stage.checkpoint_interval_tokens, step_tokens)
         if checkpoint_every:  # last: the other callbacks' rows of the step reach the logs first
             callbacks.append(StepCheckpoint(self.target.last_checkpoint, checkpoint_every))
