@@ -14,16 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from codemix.train.run import train_recipe
-from test_train_ddp import STAGE, _curve
+from test_train_ddp import LAUNCHERS, STAGE, _curve
 from test_train_resume import ENV
 from test_train_stages import write_recipe
-
-
-LAUNCHERS = {
-    "lightning": [sys.executable, "-m", "codemix.cli"],
-    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                 "-m", "codemix.cli"],
-}
 
 
 @pytest.mark.slow
@@ -49,6 +42,9 @@ def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_
     weights_one = load_file(single.dir.final / "model.safetensors")
     weights_two = load_file(double / "final" / "model.safetensors")
     assert weights_two.keys() == weights_one.keys()
+    gathered = load_file(double / "snapshots" / single.dir.snapshot(STAGE["tokens"]).name / "model.safetensors")
+    for name, tensor in weights_two.items():  # the snapshot at the last step, gathered from the shards
+        torch.testing.assert_close(gathered[name], tensor)
     for name, tensor in weights_one.items():
         torch.testing.assert_close(weights_two[name], tensor, rtol=1e-3, atol=1e-4)
 
