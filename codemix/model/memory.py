@@ -10,9 +10,10 @@ What is counted, in bytes on one device:
   and the MLP's gate, up, silu and product (a flash / memory-efficient kernel: no T x T scores). With
   checkpointing a recomputed block keeps only its input, and one block's full set is live while it is
   recomputed.
-- loss: the chunked linear cross-entropy's live [chunk, V] block (16-bit matmul output, its fp32
-  copy and exp) and the per-token log-sum-exp; the full-logits path would keep [B, T, V] logits, their
-  fp32 upcast and softmax, and the logits' gradient (12 bytes an entry in bf16).
+- loss: the chunked linear cross-entropy's live [chunk, V] block (matmul output, its fp32 copy when
+  16-bit, and exp) and the per-token log-sum-exp; the full-logits path would keep [B, T, V] logits,
+  their fp32 upcast when 16-bit, softmax, and the logits' gradient (12 bytes an entry in bf16 or fp32).
+  Checked against measured peaks on the CPU by benchmarks/memory_estimate.py.
 - overhead: 1 GiB for the CUDA context and kernels' workspaces, plus 10% of the rest for allocator
   fragmentation. An estimate to decide before compute whether a stage can fit, not a measurement."""
 
@@ -95,9 +96,10 @@ def estimate_memory(cfg: ModelConfig, shape: TrainingShape, fused_loss: bool = T
                    + (per_block if recomputed else 0)  # the block being recomputed in backward
                    + (_FP32 + act) * cfg.d_model * tokens  # final norm: its input and output
                    + act * cfg.d_model * tokens)  # embedding output
+    upcast = _FP32 if act < _FP32 else 0  # the fp32 copy of 16-bit logits (none when they are fp32 already)
     if fused_loss:
-        loss = min(chunk_tokens_for(cfg.vocab_size), tokens) * cfg.vocab_size * (act + 2 * _FP32) + _FP32 * tokens
+        loss = min(chunk_tokens_for(cfg.vocab_size), tokens) * cfg.vocab_size * (act + upcast + _FP32) + _FP32 * tokens
     else:
-        loss = tokens * cfg.vocab_size * (2 * act + 2 * _FP32)
+        loss = tokens * cfg.vocab_size * (2 * act + upcast + _FP32)
     return MemoryEstimate(parameters=master + copies, gradients=_FP32 * params // shards,
                           optimizer=2 * _FP32 * params // shards, activations=activations, loss=loss)
