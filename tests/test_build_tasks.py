@@ -144,3 +144,15 @@ def test_ray_executor_without_ray_installed_is_a_one_line_error():
         pytest.skip("ray is installed here")
     with pytest.raises(ConfigError, match=r"^--executor ray: the ray package is not installed in this environment "):
         RayExecutor(2)
+
+
+def test_data_build_executor_ray_reaches_the_ray_check(tmp_path: Path, capsys):
+    import importlib.util
+
+    from codemix.cli import main
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed here")
+    assert main(["data", "build", "--quickstart", "--executor", "ray", "--home", str(tmp_path)]) != 0
+    assert "--executor ray: the ray package is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "corpora").exists()  # refused before any work

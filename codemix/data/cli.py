@@ -25,8 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAc
     build.add_argument("--home", help="codemix home (default: $CODEMIX_HOME, else ./.codemix)")
     build.add_argument("--workers", "--processes", type=int, default=2, dest="processes",
                        help="build tasks run at once, one process each (default: 2)")
-    build.add_argument("--executor", choices=("local", "slurm"), default="local",
-                       help="where the build's tasks run: this machine (default) or SLURM job arrays")
+    build.add_argument("--executor", choices=("local", "slurm", "ray"), default="local",
+                       help="where the build's tasks run: this machine (default), SLURM job arrays, or the Ray "
+                            "cluster this process is connected to")
     build.add_argument("--partition", help="SLURM partition (with --executor slurm)")
     build.add_argument("--time", default="24:00:00", help="SLURM time limit per task (default: 24:00:00)")
     build.add_argument("--cpus-per-task", type=int, default=1, help="SLURM CPUs per task (default: 1)")
@@ -72,11 +73,13 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace):
-    from codemix.data.build import LocalExecutor, SlurmExecutor
+    from codemix.data.build import LocalExecutor, RayExecutor, SlurmExecutor
     from codemix.data.tasks import SlurmSettings
 
     if args.executor == "local":
         return LocalExecutor(args.processes)
+    if args.executor == "ray":
+        return RayExecutor(args.processes)
     if not args.partition:
         raise ConfigError("--executor slurm: give the partition with --partition NAME")
     return SlurmExecutor(SlurmSettings(partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
