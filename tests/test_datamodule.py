@@ -138,8 +138,9 @@ def test_val_loaders_one_per_source_with_val_samples(corpus):
 
 
 def test_micro_batch_and_world_size_must_divide_the_global_batch(corpus, monkeypatch):
-    with pytest.raises(ConfigError, match="global_batch 16 is not a multiple of micro_batch 5"):
-        stage_datamodule(corpus, **{**STAGE, "micro_batch": 5})
+    """The recipe's own split is checked when it loads (test_recipe); here a launch on another world size."""
+    with pytest.raises(ConfigError, match="global_batch 16 is not a multiple of micro_batch 5 x world size 1"):
+        stage_datamodule(corpus, **{**STAGE, "micro_batch": 5}).accumulate_grad_batches
     module = stage_datamodule(corpus, **{**STAGE, "micro_batch": 8})
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(ConfigError, match="micro_batch 8 x world size 4"):

@@ -34,7 +34,7 @@ def read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as src:
             payload = json.load(src)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # malformed, or not text at all
         raise ConfigError(f"{path}: not valid JSON: {err}") from err
     if not isinstance(payload, dict):
         raise ConfigError(f"{path}: expected a JSON object")
