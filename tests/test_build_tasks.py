@@ -137,7 +137,7 @@ def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp
 def test_ray_executor_without_ray_installed_is_a_one_line_error():
     import importlib.util
 
-    from codemix.data.build import RayExecutor
+    from codemix.data.executors import RayExecutor
     from codemix.errors import ConfigError
 
     if importlib.util.find_spec("ray") is not None:

@@ -17,7 +17,6 @@ are duplicates). It covers the spec, not the bytes of the input files.
 with its tokenizer, so the stages already trained on it stay valid."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -36,18 +35,8 @@ from codemix.data.clean import Cleaner
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus, read_json
 from codemix.data.shards import EncodeSettings
 from codemix.data.sources import ReadStats, check_readable, read_source
-from codemix.data.tasks import (
-    COUNTS_FILE,
-    BuildPlan,
-    SlurmSettings,
-    passes,
-    plan_slices,
-    remove_task_data,
-    run_local,
-    run_ray,
-    submit_slurm,
-    write_plan_note,
-)
+from codemix.data.executors import Executor, LocalExecutor
+from codemix.data.tasks import COUNTS_FILE, BuildPlan, plan_slices, remove_task_data, write_plan_note
 from codemix.data.tokenizer import (
     file_hash,
     load_tokenizer,
@@ -82,7 +71,7 @@ def build_corpus(
     processes: int = 2,
     command: str = "",
     progress: Progress = print,
-    executor: "LocalExecutor | SlurmExecutor | None" = None,
+    executor: Executor | None = None,
 ) -> Path:
     """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir.
     The tasks run `processes` at a time here, or on `executor` (a SlurmExecutor submits them and a
@@ -167,7 +156,7 @@ def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
 
 
 def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
-                   invalidate: Callable[[], None], executor: "LocalExecutor | SlurmExecutor", command: str,
+                   invalidate: Callable[[], None], executor: Executor, command: str,
                    progress: Progress, write_meta: Callable[[], None]) -> None:
     """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes, as
     tasks over slices of their files (codemix.data.tasks) on `executor`; then merge each source's
@@ -211,55 +200,6 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
         remove_task_data(plan)  # the parts live on as the sources' hard links; logs and markers stay
 
     executor.run(plan, finish, progress)
-
-
-class LocalExecutor:
-    """The tasks on this machine, `workers` processes at a time (datatrove's LocalPipelineExecutor)."""
-
-    def __init__(self, workers: int = 2):
-        self.workers = workers
-
-    def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:
-        out = Path(plan.work).parent
-        lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
-        lock.touch()
-        try:
-            self.run_tasks(plan)
-            finish()
-            shutil.rmtree(plan.work)
-        finally:
-            lock.unlink()
-
-    def run_tasks(self, plan: BuildPlan) -> None:
-        run_local(plan, self.workers)
-
-
-class RayExecutor(LocalExecutor):
-    """The tasks on the Ray cluster, `workers` at a time (-1: as many as it runs), then the merge here
-    (datatrove's RayPipelineExecutor). ray is not one of codemix's dependencies: it is installed where
-    a cluster runs Ray."""
-
-    def __init__(self, workers: int = -1):
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("--executor ray: the ray package is not installed in this environment "
-                              "(pip install 'ray[default]' beside codemix); use --executor local or slurm")
-        super().__init__(workers)
-
-    def run_tasks(self, plan: BuildPlan) -> None:
-        run_ray(plan, self.workers)
-
-
-class SlurmExecutor:
-    """The tasks as SLURM job arrays, one per pass, each depending on the one before, and a last
-    job that merges the parts and writes corpus.json (datatrove's SlurmPipelineExecutor)."""
-
-    def __init__(self, settings: SlurmSettings):
-        self.settings = settings
-
-    def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:
-        job = submit_slurm(plan, self.settings, finish)
-        progress(f"submitted to SLURM: {', '.join(passes(plan))} and finish (last job {job}); "
-                 f"logs and task markers in {plan.work}")
 
 
 def _entry(source: SourceSpec) -> dict:

@@ -73,7 +73,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace):
-    from codemix.data.build import LocalExecutor, RayExecutor, SlurmExecutor
+    from codemix.data.executors import LocalExecutor, RayExecutor, SlurmExecutor
     from codemix.data.tasks import SlurmSettings
 
     if args.executor == "local":
