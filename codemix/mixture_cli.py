@@ -7,10 +7,10 @@ import json
 import re
 from pathlib import Path
 
+from codemix.analysis.comparisons import SWEEP_ARM
 from codemix.analysis.kinds import text_and_code
 from codemix.errors import ConfigError
 
-SWEEP_ARM = re.compile(r"sweep[-_]code[-_]\d+$")
 BOUND = re.compile(r"^(\w+)<=([0-9.]+)$")
 
 
