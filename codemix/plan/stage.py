@@ -29,13 +29,18 @@ def corpus_complete(path: Path) -> bool:
 
 
 def built_corpus_of(home: Home) -> CorpusOf:
-    """Opens a recipe's corpus if it has been built; a missing one is an error naming the build command."""
+    """Opens a recipe's corpus if it has been built (each corpus once: identities ask for it per stage
+    and per parent); a missing one is an error naming the build command."""
+    opened: dict[Path, Corpus] = {}
+
     def open_built(recipe: Recipe) -> Corpus:
         path = resolve_corpus(recipe.data.corpus, home)
-        if recipe.data.build is not None and not corpus_complete(path):
-            raise ConfigError(f"{recipe.source_path}: key 'data.corpus': {recipe.data.corpus!r} is not built yet "
-                              f"(codemix data build {recipe.data.build} {path})")
-        return Corpus.open(path)
+        if path not in opened:
+            if recipe.data.build is not None and not corpus_complete(path):
+                raise ConfigError(f"{recipe.source_path}: key 'data.corpus': {recipe.data.corpus!r} is not built "
+                                  f"yet (codemix data build {recipe.data.build} {path})")
+            opened[path] = Corpus.open(path)
+        return opened[path]
 
     return open_built
 

@@ -36,7 +36,7 @@ from codemix.config.stages import parent_of
 from codemix.data.corpus import Corpus, read_json
 from codemix.errors import ConfigError
 from codemix.paths import reports_dir
-from codemix.plan.stage import RecipePlan, StagePlan, plan_recipe
+from codemix.plan.stage import RecipePlan, StagePlan, built_corpus_of, plan_recipe
 
 if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
     from codemix.analysis.report import Report
@@ -132,8 +132,9 @@ def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
     from codemix.train.corpora import prepare_corpora  # Lightning is imported only once the study runs
 
     plans, skipped = [], {}
+    corpus_of = built_corpus_of(home)  # one opener for the study: each corpus is read once
     for recipe in _parents_first([load_recipe(path) for path in recipe_files(directory)]):
-        corpus_of = prepare_corpora(recipe, home, command, say)
+        prepare_corpora(recipe, home, command, say)
         corpus = corpus_of(recipe)
         missing = _missing_mixture_keys(recipe, corpus)
         if missing:

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from codemix.atomic import TMP_MARK
+from codemix.errors import CodemixError
 from codemix.train.callbacks import is_step_boundary
 from codemix.runs.layout import PREVIOUS_CHECKPOINT
 from codemix.train.module import CHECKPOINT_KEY
@@ -72,7 +73,7 @@ def resume_checkpoint(last: Path, global_batch: int, decides: bool = True) -> Op
     """The checkpoint a re-run of the stage resumes from: last.ckpt, or previous.ckpt when last.ckpt is
     missing or unusable, or None (start the stage afresh). The deciding rank (rank 0) sets each unusable
     one aside with a one-line message naming it and where it went; the other ranks only look, and
-    snapshots.ResumeAgreement checks they chose alike."""
+    ResumeAgreement checks they chose alike."""
     for candidate in (last, last.with_name(PREVIOUS_CHECKPOINT)):
         if not candidate.is_file():
             continue
@@ -115,3 +116,19 @@ def set_aside(path: Path) -> Path:
     aside = path.with_name(f"{path.name}.unusable-{stamp}")
     os.replace(path, aside)
     return aside
+
+
+class ResumeAgreement(Callback):
+    """Rank 0's resume decision is the job's: once the ranks are connected (before any checkpoint is
+    read), every rank's choice is compared with rank 0's, and a rank that saw other files (a node
+    without the shared file system, a stale cache) stops the job instead of training a different state."""
+
+    def __init__(self, chosen: Path | None) -> None:
+        self.chosen = None if chosen is None else str(chosen)
+
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        decided = trainer.strategy.broadcast(self.chosen, src=0)
+        if decided != self.chosen:
+            raise CodemixError(f"rank {trainer.global_rank} would resume from {self.chosen or 'the start'} but "
+                               f"rank 0 resumes from {decided or 'the start'}: the ranks do not see the same "
+                               "files (run directories must be on a file system every node shares)")

@@ -42,8 +42,8 @@ from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_l
 from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from codemix.train.corpora import prepare_corpora
 from codemix.train.module import CodemixLM
-from codemix.train.resume import StepCheckpoint, resume_checkpoint
-from codemix.train.snapshots import ResumeAgreement, WeightSnapshots
+from codemix.train.resume import ResumeAgreement, StepCheckpoint, resume_checkpoint
+from codemix.train.snapshots import WeightSnapshots
 from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
 
 

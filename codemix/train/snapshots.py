@@ -1,4 +1,4 @@
-"""Weights-only snapshots during a stage, and the check that every rank resumes from one checkpoint.
+"""Weights-only snapshots during a stage.
 
 Snapshots (runs/<recipe>/<stage>-<id>/snapshots/tokens-N/) are pretrained folders like final/, so
 `codemix eval` and the notebooks can follow a stage through training; the full training state stays
@@ -14,7 +14,6 @@ from lightning.pytorch.callbacks import Callback
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from codemix.config.model import ModelConfig
-from codemix.errors import CodemixError
 from codemix.model.checkpoint import save_weights
 from codemix.runs.layout import StageDir
 from codemix.train.callbacks import is_step_boundary
@@ -47,19 +46,3 @@ class WeightSnapshots(Callback):
         if trainer.is_global_zero:
             save_weights(weights, self.cfg, self.tokenizer, target)
         trainer.strategy.barrier()
-
-
-class ResumeAgreement(Callback):
-    """Rank 0's resume decision is the job's: once the ranks are connected (before any checkpoint is
-    read), every rank's choice is compared with rank 0's, and a rank that saw other files (a node
-    without the shared file system, a stale cache) stops the job instead of training a different state."""
-
-    def __init__(self, chosen: Path | None) -> None:
-        self.chosen = None if chosen is None else str(chosen)
-
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        decided = trainer.strategy.broadcast(self.chosen, src=0)
-        if decided != self.chosen:
-            raise CodemixError(f"rank {trainer.global_rank} would resume from {self.chosen or 'the start'} but "
-                               f"rank 0 resumes from {decided or 'the start'}: the ranks do not see the same "
-                               "files (run directories must be on a file system every node shares)")
