@@ -15,8 +15,8 @@ def test_gpu_check_dry_run_records_every_check(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["dry_run"] is True
-    for check in ("attention", "model", "fsdp2", "export"):
-        assert "error" not in json.dumps(result[check]).replace('"kernels"', "") or check == "attention", result[check]
+    for check in ("model", "fsdp2", "export"):  # attention's kernels may refuse (cuDNN on a CPU): per kernel below
+        assert "error" not in json.dumps(result[check]), result[check]
     assert "ms" in result["attention"]["codemix_attention"]
     assert all(row["loss_finite"] and row["estimate_gib"] > 0 for row in result["model"])
     assert result["fsdp2"]["steps"] == 2

@@ -107,6 +107,12 @@ def assert_same_training(straight: dict[str, Path], killed: dict[str, Path]) -> 
         steps = [int(r["step"]) for r in read_metrics(killed[name] / "metrics.csv") if r.get("train/loss")]
         assert steps == list(range(lineages[0]["steps"]))
         assert os.listdir(killed[name] / "checkpoints") == ["last.ckpt"]  # no temporaries, no previous.ckpt
+        snapshots = [sorted(p.name for p in (d[name] / "snapshots").glob("*")) for d in (straight, killed)]
+        assert snapshots[0] == snapshots[1], f"stage {name}: snapshots differ"  # none lost, none twice, no temporaries
+        assert snapshots[0] or not STAGES[name].get("snapshot_interval_tokens"), f"stage {name}: no snapshot taken"
+        for snapshot in snapshots[0]:
+            taken = [load_file(d[name] / "snapshots" / snapshot / "model.safetensors") for d in (straight, killed)]
+            assert all(torch.equal(taken[0][k], taken[1][k]) for k in taken[0]), f"{name}/{snapshot} differs"
 
 
 @pytest.fixture(scope="module")
