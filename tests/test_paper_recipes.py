@@ -38,14 +38,16 @@ def kind_tokens(stage) -> dict[str, float]:
     return {kind: stage.tokens * weight / total for kind, weight in stage.mixture.items() if weight > 0}
 
 
-# The study's corpus in billions of tokens per kind (PAPER.md, "Data"); hq's size is not stated.
+# The study's corpus in billions of tokens per kind (PAPER.md, "Data"); the cooldown's hq, math and
+# instruct sources are not stated.
 CORPUS_B = {"text": 503, "code": 139, "markup": 180, "code_adjacent": 21.4, "synthetic": 3.2}
 
 # Tokens (billions) per kind that each stage of each arm trains on (PAPER.md's arm table; the
-# cooldown's split of its 32B text into high-quality and ordinary text is ours, see the recipes).
+# cooldown's split of its 32B text into high-quality text, math, instructions and ordinary text is
+# ours, see the recipes).
 CPT = {"text": 180, "code": 20}
-COOLDOWN_CODE = {"hq": 20, "text": 12, "code": 8}
-COOLDOWN_TEXT = {"hq": 25, "text": 15}
+COOLDOWN_CODE = {"hq": 12, "math": 4, "instruct": 4, "text": 12, "code": 8}
+COOLDOWN_TEXT = {"hq": 15, "math": 5, "instruct": 5, "text": 15}
 ARMS = {
     "text_only": {"pt": {"text": 400}},
     "balanced_only": {"pt": {"text": 200, "code": 200}},
@@ -156,8 +158,8 @@ def test_sizes_do_not_share_stages():
 
 
 def test_tiny_arms_keep_the_study_s_proportions():
-    """Every tiny arm is its 470M arm scaled by one factor: per stage and kind (high-quality text,
-    which the quickstart corpus lacks, counted as text)."""
+    """Every tiny arm is its 470M arm scaled by one factor: per stage and kind (the cooldown's
+    high-quality text, math and instructions, which the quickstart corpus lacks, counted as text)."""
     scale = load(TINY, "balanced_to_text").stages["init"].tokens / load(PAPER / "470m", "balanced_to_text").stages["init"].tokens
     tiny_stems = [path.stem for path in recipe_files(TINY)]
     assert sorted(tiny_stems) == sorted(EXPECTED_470M)
@@ -201,7 +203,9 @@ def test_data_example_builds_every_kind_the_paper_mixtures_use(tmp_path, monkeyp
     layout = ["slimpajama/train/chunk1/example_train_0.jsonl.zst",
               "the-stack-dedup/data/python/train-00000.parquet", "the-stack-dedup/data/html/train-00000.parquet",
               "the-stack-dedup/data/jupyter-notebook/train-00000.parquet", "commits/part-0.jsonl.gz",
-              "stackexchange/part-0.jsonl", "synthetic/verified.jsonl", "wikipedia/state.json"]
+              "stackexchange/part-0.jsonl", "synthetic/verified.jsonl", "wikipedia/state.json",
+              "open-web-math/data/train-00000-of-00114.parquet", "proof-pile-2/arxiv/train/arXiv_000.jsonl.zst",
+              "flan/part-0.jsonl.gz", "openhermes/part-0.jsonl"]
     for relative in layout:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"")
@@ -213,3 +217,11 @@ def test_data_example_builds_every_kind_the_paper_mixtures_use(tmp_path, monkeyp
             for stage in loaded(path).stages.values() for kind in stage.mixture}
     assert used == {source.kind for source in spec.sources} == set(TEXT_KINDS) | set(CODE_KINDS)
     assert load(PAPER / "470m", "text_only").data.corpus == spec.name
+
+
+@pytest.mark.parametrize("piece", ["cooldown_with_code.yaml", "cooldown_without_code.yaml"])
+def test_every_cooldown_proportion_says_whether_it_is_the_study_s_or_ours(piece):
+    lines = (PAPER / piece).read_text().splitlines()
+    for kind in read_yaml(PAPER / piece)["stages"]["cooldown"]["mixture"]:
+        line = next(line for line in lines if line.strip().startswith(f"{kind}:"))
+        assert "# the study's" in line or "# ours" in line, (piece, line)

@@ -1,13 +1,13 @@
 """How source kinds count in the study's "text" and "code" token columns (PAPER.md, Table 2).
 
-The study counts markup-style code as code (its code -> text arm's "200B code" is 80% web code and 20%
-markup), and its cooldown's high-quality text as text. Kinds the study never used (a user's own) fall
-in neither column."""
+The kinds and their columns are the data spec's (codemix.config.data_spec): markup-style code counts
+as code, the cooldown's high-quality text, math and instruction-style data as text. Kinds the study
+never used (a user's own) fall in neither column."""
 
 from typing import Mapping
 
-TEXT_KINDS = ("text", "hq")
-CODE_KINDS = ("code", "markup", "code_adjacent", "synthetic")
+from codemix.config.data_spec import STUDY_CODE_KINDS as CODE_KINDS
+from codemix.config.data_spec import STUDY_TEXT_KINDS as TEXT_KINDS
 
 
 def text_and_code(tokens_by_kind: Mapping[str, float]) -> tuple[float, float]:

@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 
 READER_TYPES = ("dir", "files", "jsonl", "parquet", "hf_disk", "command")
 NEAR_DEDUP_METHODS = ("minhash",)
-STUDY_KINDS = ("text", "code", "markup", "code_adjacent", "synthetic")
+# The study's source kinds, by the token column they count in (PAPER.md, Table 2): markup-style code
+# is code (code -> text's "200B code" is 80% web code + 20% markup), and the cooldown's high-quality
+# text, math and instruction-style data are text (its "32B text + 8B code"). Other kinds are allowed.
+STUDY_TEXT_KINDS = ("text", "hq", "math", "instruct")
+STUDY_CODE_KINDS = ("code", "markup", "code_adjacent", "synthetic")
+STUDY_KINDS = STUDY_TEXT_KINDS + STUDY_CODE_KINDS
 # Kinds and names become mixture keys and directory names: plain identifiers only.
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
