@@ -1,9 +1,18 @@
 """A corpus in object storage: built locally, uploaded to a real S3-compatible server (moto's, on a
-loopback socket), trained on from there: the weights equal those trained from the local corpus."""
+loopback socket), trained on from there: the weights equal those trained from the local corpus, with
+the whole corpus cached and with a cache too small for it (streaming evicts shards as it goes).
 
+Each training runs in a child process of its own (this file is its script) under a timeout: streaming's
+download threads, shared memory and file locks end with that process, not in a later test's garbage
+collection, and a loader that stops making progress fails the test, naming the run, instead of
+stalling the suite. The S3 server lives in the test process, for as long as the test does."""
+
+import json
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -42,23 +51,56 @@ def s3_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     server.stop()
 
 
-def train(corpus: str) -> dict[str, torch.Tensor]:
-    """Train the stage on `corpus` with the default cache settings (as codemix.plan gives them)."""
+TRAIN_TIMEOUT_S = 180  # one tiny stage in a fresh interpreter takes about 10 s on 2 busy cores
+
+
+def train(corpus: str, cache_limit: str | None = None, predownload: int | None = None) -> tuple[dict, list]:
+    """Train the stage on `corpus` with the cache settings a recipe would give (codemix.plan calls
+    stream_cache with the recipe's data.cache_limit and data.predownload); returns the weights and
+    the samples each step received ([source_id, source id token, split, index])."""
     opened = Corpus.open(resolve_corpus(corpus))
     plan = plan_data(opened, STAGE["mixture"], STAGE["tokens"], STAGE["seq_len"], STAGE["global_batch"])
-    cache = stream_cache(opened, [p.source.name for p in plan.drawn], None, None, "recipe.yaml")
+    cache = stream_cache(opened, [p.source.name for p in plan.drawn], cache_limit, predownload, "recipe.yaml")
     torch.manual_seed(0)
     model = RecordingLM()
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         use_distributed_sampler=False, limit_val_batches=0)
     trainer.fit(model, datamodule=MixtureDataModule(plan, STAGE["micro_batch"], STAGE["seed"], cache=cache))
-    return model.state_dict()
+    return model.state_dict(), model.seen
 
 
-def upload_corpus(tmp_path: Path, s3) -> Path:
-    """A corpus built locally and uploaded to s3://corpora/small; returns the local one."""
-    corpus = write_corpus(tmp_path / "corpus", [SourceSpec("py", "code", 40), SourceSpec("kjv", "text", 60, val_samples=8)])
+def train_in_process(tmp_path: Path, name: str, corpus: str, cache_limit: str | None = None,
+                     predownload: int | None = None) -> tuple[dict, list]:
+    """`train` in a child process (this file as its script, with its own TMPDIR for streaming's locks)."""
+    out = tmp_path / f"{name}.pt"
+    (tmp_path / f"{name}-tmp").mkdir()
+    args = [sys.executable, __file__, corpus, str(out), json.dumps({"cache_limit": cache_limit, "predownload": predownload})]
+    try:
+        done = subprocess.run(args, env={**os.environ, "TMPDIR": str(tmp_path / f"{name}-tmp")}, capture_output=True,
+                              text=True, timeout=TRAIN_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"training {name} on {corpus} made no end in {TRAIN_TIMEOUT_S} s; its output ends:\n"
+                    f"{(err.stderr or '')[-3000:]}")
+    assert done.returncode == 0, f"training {name} on {corpus} failed:\n{done.stderr[-3000:]}"
+    result = torch.load(out)
+    return result["weights"], result["seen"]
+
+
+@pytest.fixture(scope="module")
+def local_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("local") / "corpus",
+                        [SourceSpec("py", "code", 40), SourceSpec("kjv", "text", 60, val_samples=8)])
+
+
+@pytest.fixture(scope="module")
+def local_training(local_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list]:
+    """The stage trained from the local corpus: what every remote training must equal."""
+    return train_in_process(tmp_path_factory.mktemp("local-run"), "local", str(local_corpus))
+
+
+def upload_corpus(corpus: Path, s3) -> Path:
+    """Upload the corpus to s3://corpora/small; returns it."""
     s3.create_bucket(Bucket="corpora")
     for path in corpus.rglob("*"):
         if path.is_file():
@@ -71,9 +113,11 @@ def train_shards(folder: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_a_stage_streamed_from_s3_trains_the_same_weights(tmp_path: Path, s3_server):
-    corpus = upload_corpus(tmp_path, s3_server)
-    assert torch_equal(train(str(corpus)), train("s3://corpora/small"))
+def test_a_stage_streamed_from_s3_trains_the_same_weights(tmp_path: Path, s3_server, local_corpus, local_training):
+    corpus = upload_corpus(local_corpus, s3_server)
+    local, local_seen = local_training
+    remote, remote_seen = train_in_process(tmp_path, "remote", "s3://corpora/small")
+    assert torch_equal(local, remote) and local_seen == remote_seen
     (cache,) = (Path(os.environ["CODEMIX_HOME"]) / "corpora" / ".remote").glob("small-*")
     assert train_shards(cache) and len(train_shards(cache)) == len(train_shards(corpus))  # all kept: they fit
 
@@ -81,12 +125,45 @@ def test_a_stage_streamed_from_s3_trains_the_same_weights(tmp_path: Path, s3_ser
         resolve_corpus("s3://corpora/nothing")
 
 
+@pytest.mark.slow
+def test_a_cache_smaller_than_the_corpus_evicts_shards_and_trains_the_same_weights(tmp_path: Path, s3_server,
+                                                                                   local_corpus, local_training):
+    corpus = upload_corpus(local_corpus, s3_server)
+    shards = {path.relative_to(corpus): path.stat().st_size for path in train_shards(corpus)}
+    indexes = sum((corpus / name / "train" / "index.json").stat().st_size for name in ("py", "kjv"))
+    limit = indexes + 4 * max(shards.values())  # the least streaming accepts: 4 of the largest shard
+    assert limit < indexes + sum(shards.values())  # the whole corpus does not fit
+
+    local, local_seen = local_training
+    remote, remote_seen = train_in_process(tmp_path, "remote", "s3://corpora/small", str(limit), predownload=8)
+    assert torch_equal(local, remote) and local_seen == remote_seen
+
+    (cache,) = (Path(os.environ["CODEMIX_HOME"]) / "corpora" / ".remote").glob("small-*")
+    kept = {path.relative_to(cache) for path in train_shards(cache)}
+    read = shards_read(corpus, remote_seen)
+    assert kept < read, f"nothing evicted: {len(kept)} of the {len(read)} shards read are still cached"
+    assert indexes + sum(shards[path] for path in kept) <= limit
+
+
+def shards_read(corpus: Path, seen: list) -> set[Path]:
+    """The training shards holding the samples a run saw (a sample's tokens name its source and index)."""
+    names = ["py", "kjv"]
+    read = set()
+    for _, source_id, _, index in seen:
+        start = 0
+        for shard in json.loads((corpus / names[source_id] / "train" / "index.json").read_text())["shards"]:
+            if start <= index < start + shard["samples"]:
+                read.add(Path(names[source_id], "train", shard["raw_data"]["basename"]))
+            start += shard["samples"]
+    return read
+
+
 def torch_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_cache_settings_are_checked_before_any_training_shard_is_read(tmp_path: Path, s3_server):
-    corpus = upload_corpus(tmp_path, s3_server)
+def test_cache_settings_are_checked_before_any_training_shard_is_read(s3_server, local_corpus):
+    corpus = upload_corpus(local_corpus, s3_server)
     remote = Corpus.open(resolve_corpus("s3://corpora/small"))
     assert not train_shards(remote.path)  # only indexes and val shards are fetched up front
     assert stream_cache(remote, ["py", "kjv"], None, None, "r.yaml") == StreamCache()  # it fits the disk: no limit
@@ -99,3 +176,10 @@ def test_cache_settings_are_checked_before_any_training_shard_is_read(tmp_path: 
             stream_cache(remote, ["py", "kjv"], limit, None, "r.yaml")
     with pytest.raises(ConfigError, match="^r.yaml: data.predownload 0: must be at least 1 sample$"):
         stream_cache(remote, ["py"], None, 0, "r.yaml")
+
+
+if __name__ == "__main__":
+    # usage: python test_remote_streams.py CORPUS OUT.pt '{"cache_limit": ..., "predownload": ...}'
+    torch.set_num_threads(1)  # as the test session runs (conftest)
+    weights, seen = train(sys.argv[1], **json.loads(sys.argv[3]))
+    torch.save({"weights": weights, "seen": seen}, sys.argv[2])
