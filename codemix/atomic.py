@@ -33,7 +33,7 @@ def atomic_file(target: Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)  # make the rename itself durable
+    fsync_dir(target.parent)  # make the rename itself durable
 
 
 def write_text_atomic(path: Path, content: str) -> Path:
@@ -57,12 +57,12 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         _public_modes(tmp)
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(target.parent)  # make the rename itself durable
+    fsync_dir(target.parent)  # make the rename itself durable
 
 
 def replace_dir(new: Path, target: Path) -> None:
@@ -85,7 +85,7 @@ def _public_modes(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     """Every file's data, then every folder's entries, bottom up: the rename publishes only what is on disk."""
     for root, _, files in os.walk(folder, topdown=False):
         for name in files:
@@ -94,10 +94,10 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(root))
+        fsync_dir(Path(root))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -4,6 +4,7 @@ run (loss curve, token counts, final weights) for the same global batch, weight 
 included."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,29 +51,51 @@ def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("resume_devices", [1])  # [2, 1] both pass; one keeps the suite short
-def test_a_killed_fsdp2_stage_resumes_on_the_same_or_another_number_of_ranks(small_corpus, tmp_path, resume_devices):
-    """Launched by Lightning on 2 ranks, both SIGKILLed past the step-8 checkpoint; the stage resumes
-    from that (gathered) checkpoint on 2 ranks or on 1 and ends where the uninterrupted run does."""
+def test_a_killed_fsdp2_stage_resumes_from_its_shards_on_the_same_or_another_number_of_ranks(small_corpus, tmp_path):
+    """Launched by Lightning on 2 ranks, both SIGKILLed past the step-8 checkpoint, which each rank wrote
+    as its own shards (torch.distributed.checkpoint). From copies of those shards the stage resumes on
+    2 ranks (bit-identical to an uninterrupted 2-rank run), re-sharded over 1 FSDP2 rank, and merged into
+    one file for one process that does not shard; each ends where the uninterrupted run does."""
     from test_kill_resume import KILL_ENV, STAGES
 
     recipe = write_recipe(tmp_path, "fsdp2kill", small_corpus, {"init": STAGES["init"]})
-    (single,) = train_recipe(recipe, home=tmp_path / "straight", command="pytest")
-    home = tmp_path / "killed"
+    (single,) = train_recipe(recipe, home=tmp_path / "single", command="pytest")
     sharded = ["trainer.devices=2", "trainer.strategy=fsdp2"]
-    killer = Path(__file__).with_name("test_kill_resume.py")
-    killed = subprocess.run([sys.executable, str(killer), "train", "--home", str(home), str(recipe), *sharded],
-                            env={**ENV, KILL_ENV: "init:9"}, capture_output=True, text=True, timeout=300)
+
+    def train(home: Path, *overrides: str, env: dict[str, str] = ENV, script: list[str] = ["-m", "codemix.cli"]):
+        return subprocess.run([sys.executable, *script, "train", "--home", str(home), str(recipe), *overrides],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    straight = train(tmp_path / "straight", *sharded)
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    killer = [str(Path(__file__).with_name("test_kill_resume.py"))]
+    killed = train(tmp_path / "two", *sharded, env={**ENV, KILL_ENV: "init:9"}, script=killer)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
-    again = sharded if resume_devices == 2 else ["trainer.devices=1"]
-    done = subprocess.run([sys.executable, "-m", "codemix.cli", "train", "--home", str(home), str(recipe), *again],
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "resuming from" in done.stdout
-    (resumed,) = (home / "runs" / "fsdp2kill").glob("init-*")
-    lineage = json.loads((resumed / "lineage.json").read_text())
-    assert lineage["tokens_per_source"] == single.lineage.tokens_per_source
-    weights_one = load_file(single.dir.final / "model.safetensors")
-    weights_two = load_file(resumed / "final" / "model.safetensors")
-    for name, tensor in weights_one.items():
-        torch.testing.assert_close(weights_two[name], tensor, rtol=1e-3, atol=1e-4)
+    (stage,) = (tmp_path / "two" / "runs" / "fsdp2kill").glob("init-*")
+    shards = stage / "checkpoints" / "last.ckpt"
+    assert shards.is_dir() and (shards / ".metadata").is_file() and (shards / "meta.pt").is_file()
+    assert sorted(p.name for p in shards.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one per rank
+    for copy in ("one-rank", "one-process"):
+        shutil.copytree(tmp_path / "two", tmp_path / copy, symlinks=True)
+
+    final = {}
+    for home, overrides in (("two", sharded), ("one-rank", ["trainer.devices=1", "trainer.strategy=fsdp2"]),
+                            ("one-process", ["trainer.devices=1"])):
+        done = train(tmp_path / home, *overrides)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        resumed = tmp_path / home / "runs" / "fsdp2kill" / stage.name
+        assert f"resuming from {resumed / 'checkpoints' / 'last.ckpt'}" in done.stdout
+        assert ("merging the sharded checkpoint" in done.stdout) == (home == "one-process")
+        lineage = json.loads((resumed / "lineage.json").read_text())
+        assert lineage["tokens_per_source"] == single.lineage.tokens_per_source
+        assert [p.name for p in (resumed / "checkpoints").iterdir()] == ["last.ckpt"]  # one gathered file
+        assert (resumed / "checkpoints" / "last.ckpt").is_file()
+        final[home] = load_file(resumed / "final" / "model.safetensors")
+
+    uninterrupted = load_file(tmp_path / "straight" / "runs" / "fsdp2kill" / stage.name / "final" / "model.safetensors")
+    assert uninterrupted.keys() == final["two"].keys()
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(final["two"][name], tensor), name  # bit for bit
+    for name, tensor in load_file(single.dir.final / "model.safetensors").items():
+        for home in ("one-rank", "one-process"):
+            torch.testing.assert_close(final[home][name], tensor, rtol=1e-3, atol=1e-4)

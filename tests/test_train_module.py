@@ -2,6 +2,7 @@
 metrics merging, the peak-FLOPs table."""
 
 import csv
+import os
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,8 @@ from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
 from codemix.config.presets import preset
 from codemix.model.transformer import Decoder
 from codemix.train.callbacks import peak_flops
-from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from codemix.train.checkpoint_io import SyncedCheckpointIO, remove_stale_temporaries
+from codemix.train.resume import rotate
 from codemix.train.module import CodemixLM, load_optimizer_moments, parameter_groups, per_sample_loss
 from codemix.runs.layout import StageDir
 from codemix.train.stages import merge_metrics, read_metrics
@@ -94,20 +96,34 @@ class _Unpicklable:
         raise RuntimeError("cannot serialize this")
 
 
-def test_a_failed_checkpoint_write_leaves_the_previous_file_whole(tmp_path):
-    io = AtomicCheckpointIO()
-    path = tmp_path / "checkpoints" / "last.ckpt"
-    io.save_checkpoint({"step": 1, "weights": torch.arange(4)}, path)
-    with pytest.raises(RuntimeError, match="cannot serialize"):
-        io.save_checkpoint({"step": 2, "bad": _Unpicklable()}, path)
-    assert torch.load(path)["step"] == 1
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+def test_rotation_keeps_a_whole_last_or_previous_checkpoint_and_sweeps_dead_writers(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    last = checkpoints / "last.ckpt"
+    io = SyncedCheckpointIO()
+    for step in (1, 2):
+        fresh = checkpoints / f".last.ckpt.tmp-{os.getpid()}-step{step}"
+        io.save_checkpoint({"step": step}, fresh)
+        rotate(fresh, last)
+    assert torch.load(last)["step"] == 2 and torch.load(checkpoints / "previous.ckpt")["step"] == 1
+    sharded = checkpoints / f".last.ckpt.tmp-{os.getpid()}-step3"  # a folder of shards replaces a file
+    sharded.mkdir()
+    (sharded / "meta.pt").write_bytes(b"3")
+    rotate(sharded, last)
+    assert (last / "meta.pt").read_bytes() == b"3" and torch.load(checkpoints / "previous.ckpt")["step"] == 2
+    io.save_checkpoint({"step": 4}, fresh := checkpoints / f".last.ckpt.tmp-{os.getpid()}-step4")
+    rotate(fresh, last)  # and a file replaces the folder, which becomes previous
+    assert torch.load(last)["step"] == 4 and (checkpoints / "previous.ckpt" / "meta.pt").is_file()
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", "previous.ckpt"]
 
-    io.save_checkpoint({"step": 3}, path)
-    assert torch.load(path)["step"] == 3
-    stale = path.parent / ".last.ckpt.tmp-999999"  # what a writer killed mid-write leaves
-    stale.write_bytes(b"half a checkpoint")
-    assert remove_stale_temporaries(path.parent) == [stale] and not stale.exists()
+    with pytest.raises(RuntimeError, match="cannot serialize"):  # a failed write publishes nothing
+        io.save_checkpoint({"bad": _Unpicklable()}, checkpoints / ".last.ckpt.tmp-999999-step5")
+    dead_folder = checkpoints / ".last.ckpt.tmp-999999-step6"  # what ranks killed mid-write leave
+    dead_folder.mkdir()
+    (dead_folder / "__0_0.distcp").write_bytes(b"half a shard")
+    assert sorted(remove_stale_temporaries(checkpoints)) == sorted(
+        [checkpoints / ".last.ckpt.tmp-999999-step5", dead_folder])
+    assert torch.load(last)["step"] == 4
 
 
 def _write_csv(path, rows):

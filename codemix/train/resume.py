@@ -9,6 +9,7 @@ The checkpoint before the last is kept (previous.ckpt), so a last.ckpt found unr
 (renamed, never deleted) and the stage resumes from the one before, or restarts."""
 
 import os
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +19,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from codemix.atomic import TMP_MARK
+from codemix.atomic import TMP_MARK, fsync_dir, fsync_tree
 from codemix.errors import CodemixError
 from codemix.train.callbacks import is_step_boundary
 from codemix.runs.layout import PREVIOUS_CHECKPOINT
 from codemix.train.module import CHECKPOINT_KEY
-
+from codemix.train.sharded_checkpoint import consolidated_path, is_sharded, read_meta, sharded_problem
 
 
 class StepCheckpoint(Callback):
@@ -44,9 +45,7 @@ class StepCheckpoint(Callback):
         step = trainer.global_step
         if not is_step_boundary(trainer, batch_idx) or step % self.every_n_steps or step == self.saved_step:
             return
-        if trainer.is_global_zero and self.last.is_file():
-            keep_as_previous(self.last)
-        trainer.save_checkpoint(self.last, weights_only=False)
+        save_stage_checkpoint(trainer, self.last)
         self.saved_step = step
 
     def state_dict(self) -> dict[str, Any]:
@@ -56,26 +55,54 @@ class StepCheckpoint(Callback):
         self.saved_step = int(state_dict["saved_step"])
 
 
-def keep_as_previous(last: Path) -> None:
-    """previous.ckpt becomes the current last.ckpt (a hard link: last.ckpt stays in place until the new
-    one is renamed over it, so at no moment is there no last.ckpt)."""
+def save_stage_checkpoint(trainer: "pl.Trainer", last: Path) -> None:
+    """Write the training state under a temp name beside `last` (a file, or under fsdp2 a folder of
+    shards every rank writes into), then rank 0 rotates: last -> previous, new -> last. A kill at any
+    moment leaves a whole last or previous checkpoint, which resume_checkpoint picks."""
+    # rank 0's name is every rank's (the strategies broadcast the path); TMP_MARK + pid: a dead writer's
+    # leftover is swept before the next start of the stage
+    fresh = last.with_name(f".{last.name}{TMP_MARK}{os.getpid()}-step{trainer.global_step}")
+    trainer.save_checkpoint(fresh, weights_only=False)  # ends at a barrier: every rank's shards are written
+    if trainer.is_global_zero:
+        rotate(fresh, last)
+    trainer.strategy.barrier()
+
+
+def rotate(fresh: Path, last: Path) -> None:
+    fsync_tree(fresh) if fresh.is_dir() else None  # DCP fsyncs its shards; rank 0's meta.pt is not
     previous = last.with_name(PREVIOUS_CHECKPOINT)
-    linked = previous.with_name(f".{PREVIOUS_CHECKPOINT}{TMP_MARK}{os.getpid()}")
-    linked.unlink(missing_ok=True)
-    try:
-        os.link(last, linked)
-        os.replace(linked, previous)
-    except OSError:  # a file system without hard links: for a moment only previous.ckpt exists
-        os.replace(last, previous)
+    if last.exists():
+        retire(previous)
+        os.replace(last, previous)  # for a moment only previous (the newest whole one) exists
+    os.replace(fresh, last)
+    fsync_dir(last.parent)
+
+
+def retire(path: Path) -> None:
+    """Remove a checkpoint codemix wrote (file or folder): a folder is first renamed to a temp name, so a
+    kill during the removal leaves a leftover that is swept, never a half-deleted checkpoint."""
+    if path.is_dir():
+        doomed = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-old")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def drop_fallbacks(last: Path) -> None:
+    """A completed stage keeps only last.ckpt: the one before it and any merged copy of a sharded one go."""
+    for path in (last.with_name(PREVIOUS_CHECKPOINT), consolidated_path(last),
+                 consolidated_path(last.with_name(PREVIOUS_CHECKPOINT))):
+        retire(path)
 
 
 def resume_checkpoint(last: Path, global_batch: int, decides: bool = True) -> Optional[Path]:
     """The checkpoint a re-run of the stage resumes from: last.ckpt, or previous.ckpt when last.ckpt is
-    missing or unusable, or None (start the stage afresh). The deciding rank (rank 0) sets each unusable
-    one aside with a one-line message naming it and where it went; the other ranks only look, and
-    ResumeAgreement checks they chose alike."""
+    missing or unusable, or None (start the stage afresh); each may be a file or a sharded folder. The
+    deciding rank (rank 0) sets each unusable one aside with a one-line message naming it and where it
+    went; the other ranks only look, and ResumeAgreement checks that every rank follows rank 0's choice."""
     for candidate in (last, last.with_name(PREVIOUS_CHECKPOINT)):
-        if not candidate.is_file():
+        if not candidate.exists():
             continue
         problem = checkpoint_problem(candidate, global_batch)
         if problem is None:
@@ -89,8 +116,11 @@ def resume_checkpoint(last: Path, global_batch: int, decides: bool = True) -> Op
 
 def checkpoint_problem(path: Path, global_batch: int) -> Optional[str]:
     """Why the checkpoint cannot be resumed from, or None. Memory-maps the tensors (reads no weights)."""
+    if is_sharded(path) and (problem := sharded_problem(path)) is not None:
+        return problem
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = read_meta(path) if is_sharded(path) else torch.load(path, map_location="cpu",
+                                                                         weights_only=False, mmap=True)
     except Exception as err:  # torch raises several types for a torn or foreign file
         return f"is unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "global_step" not in checkpoint:

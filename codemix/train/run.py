@@ -6,6 +6,7 @@ for the other local ranks; torchrun and SLURM start them all): they compute the 
 see the same files, only global rank 0 writes final weights, metrics and lineage, and all ranks meet
 at a barrier before the next stage."""
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
-from lightning.pytorch.strategies import ModelParallelStrategy
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -39,10 +39,12 @@ from codemix.runs.index import find_completed, link_into_recipe, register_comple
 from codemix.runs.layout import Home, StageDir
 from codemix.runs.lineage import CorpusLink, Lineage, ParentLink, RecipeLink, cumulative_tokens, write_lineage
 from codemix.train.callbacks import ThroughputMonitor, TokenProgressBar, stage_loggers
-from codemix.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
+from codemix.train.checkpoint_io import SyncedCheckpointIO, remove_stale_temporaries
 from codemix.train.corpora import prepare_corpora
 from codemix.train.module import CodemixLM
-from codemix.train.resume import ResumeAgreement, StepCheckpoint, resume_checkpoint
+from codemix.train.resume import (ResumeAgreement, StepCheckpoint, drop_fallbacks, resume_checkpoint,
+                                  save_stage_checkpoint)
+from codemix.train.sharded_checkpoint import ShardedStrategy, consolidate, consolidated_path, is_sharded
 from codemix.train.snapshots import WeightSnapshots
 from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
 
@@ -145,7 +147,8 @@ class StageTraining:
         target.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.checkpoints)
         sweep_leftovers(target.final)
-        resume = resume_checkpoint(target.last_checkpoint, stage.global_batch, decides=rank_zero_only.rank == 0)
+        resume = self.resume_from(resume_checkpoint(target.last_checkpoint, stage.global_batch,
+                                                    decides=rank_zero_only.rank == 0))
         origin = "resuming from " + str(resume) if resume else (f"from {stage.init_from.ref}" if self.parent
                                                                else "from scratch")
         say(f"stage {self.name} [{self.identity}]: {self.plan.tokens:,} tokens ({self.plan.steps} steps of "
@@ -162,7 +165,9 @@ class StageTraining:
         if trainer.global_step != self.plan.steps:
             raise CodemixError(f"stage {self.name} stopped at step {trainer.global_step} of {self.plan.steps} "
                                f"(interrupted, or its data ran out); run the same command again to resume")
-        trainer.save_checkpoint(target.last_checkpoint, weights_only=False)  # the end state: a child may load its optimizer
+        # The end state, one gathered file under every strategy: a child may load its optimizer.
+        with trainer.strategy.gathered() if isinstance(trainer.strategy, ShardedStrategy) else contextlib.nullcontext():
+            save_stage_checkpoint(trainer, target.last_checkpoint)
         if trainer.is_global_zero:
             self.finish(module, datamodule, trainer, attempts, home)
         # Free this stage's StreamingDataset (and its shared memory) on every rank before any rank
@@ -172,6 +177,19 @@ class StageTraining:
         gc.collect()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+    def resume_from(self, chosen: Optional[Path]) -> Optional[Path]:
+        """The checkpoint to hand Lightning: a sharded one as it is under fsdp2 (which re-shards it over
+        this job's ranks), else merged into one file first."""
+        if chosen is None or not is_sharded(chosen) or self.sharded:
+            return chosen
+        say(f"stage {self.name}: merging the sharded checkpoint {chosen} into one file for strategy "
+            f"{self.recipe.trainer.strategy}")
+        return consolidate(chosen, consolidated_path(chosen))
+
+    @property
+    def sharded(self) -> bool:
+        return self.recipe.trainer.strategy == "fsdp2"
 
     def build_module(self, fresh: bool) -> CodemixLM:
         """The stage's model. A resumed stage takes everything from its checkpoint, so the parent's
@@ -184,7 +202,7 @@ class StageTraining:
             init_optimizer_state=parent.optimizer_state() if take_parent and stage.init_from.load_optimizer else None,
             activation_checkpointing=self.recipe.trainer.activation_checkpointing,
             compile_blocks=self.recipe.trainer.compile,
-            sharded=self.recipe.trainer.strategy == "fsdp2",
+            sharded=self.sharded,
             bf16_parameters=self.recipe.trainer.precision.startswith("bf16"),
         )
 
@@ -214,7 +232,7 @@ class StageTraining:
             val_check_interval=val_every * plan.accumulation if 0 < val_every < plan.steps else None,
             num_sanity_val_steps=0,
             log_every_n_steps=interval_steps(settings.log_every_n_tokens, step_tokens) or 1,
-            callbacks=callbacks, logger=stage_loggers(self.target.path), plugins=[AtomicCheckpointIO()],
+            callbacks=callbacks, logger=stage_loggers(self.target.path), plugins=[SyncedCheckpointIO()],
             enable_checkpointing=False,  # no ModelCheckpoint of Lightning's: StepCheckpoint
             default_root_dir=self.target.path,
             use_distributed_sampler=False,  # the streaming dataset splits samples over ranks itself
@@ -222,12 +240,7 @@ class StageTraining:
         )
 
     def lightning_strategy(self) -> Any:
-        if self.recipe.trainer.strategy == "fsdp2":
-            # Data parallel over every rank, no tensor parallelism; checkpoints gathered into one file
-            # on rank 0 (the stage's last.ckpt, read like every other strategy's).
-            return ModelParallelStrategy(data_parallel_size=self.plan.world_size, tensor_parallel_size=1,
-                                         save_distributed_checkpoint=False)
-        return self.recipe.trainer.strategy
+        return ShardedStrategy(self.plan.world_size) if self.sharded else self.recipe.trainer.strategy
 
     def finish(self, module: CodemixLM, datamodule: MixtureDataModule, trainer: pl.Trainer,
                attempts: list[dict], home: Home) -> None:
@@ -269,7 +282,7 @@ class StageTraining:
             cwd=os.getcwd(),
         ))
         register_completed(self.identity, target, home)
-        target.previous_checkpoint.unlink(missing_ok=True)  # only a fallback while the stage ran
+        drop_fallbacks(target.last_checkpoint)  # only needed while the stage ran
         say(render_share_table(rows))
         say(f"stage {self.name}: done. final weights {target.final}, metrics {target.metrics}, "
             f"checkpoint {target.last_checkpoint}, lineage {target.lineage_path}")
