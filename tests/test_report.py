@@ -110,7 +110,8 @@ def scores(piqa: int, hellaswag: int, triviaqa: int, humaneval: int) -> dict:
 
 def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str, int], parent=None,
                results: dict | None = None, val_loss: float = 4.0,
-               finished_at: str = "2026-11-24T19:00:00+00:00", parameters: int | None = None) -> Path:
+               finished_at: str = "2026-11-24T19:00:00+00:00", parameters: int | None = None,
+               seed: int | None = None) -> Path:
     path = runs / arm / f"{stage}-{identity}"
     path.mkdir(parents=True)
     cumulative = dict(tokens)
@@ -127,6 +128,8 @@ def make_stage(runs: Path, arm: str, stage: str, identity: str, tokens: dict[str
                "finished_at": finished_at, "completed": True}
     if parameters is not None:
         lineage["parameters"] = parameters
+    if seed is not None:
+        lineage["stage_config"]["seed"] = seed
     (path / "lineage.json").write_text(json.dumps(lineage))
     steps = sum(tokens.values()) // STEP_TOKENS
     with open(path / "metrics.csv", "w", newline="") as out:

@@ -7,7 +7,7 @@
 
 from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint
 from codemix.analysis.formatting import (DELTA_COLUMNS, blank, delta_header, delta_records, delta_text,
-                                         score_text, to_csv)
+                                         interval_over, is_seeded, mean_and_spread, score_text, to_csv)
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions
 
 SWEEP_SCORES = ("reasoning", "knowledge", "code", "reasoning_bpb", "knowledge_bpb", "code_bpb")
@@ -15,9 +15,10 @@ SWEEP_SCORES = ("reasoning", "knowledge", "code", "reasoning_bpb", "knowledge_bp
 
 def comparison_sections(study: StudyComparisons, options: BootstrapOptions) -> list[str]:
     """Markdown for Fig 6, Fig 4 and Fig 5, each only when its arms are in the runs."""
+    seeded = is_seeded([row for _, comparisons in study.compared for c in comparisons for row in (c.arm, c.reference)])
     note = (f"Relative change in % (in points where the reference scores 0), bpb columns in bits per byte "
             f"(negative = the gold answer became likelier); paired bootstrap {options.level:.0%} intervals "
-            "over the examples both stages were scored on.")
+            f"over {interval_over(seeded)}.")
     lines = []
     if study.cooldown:
         lines += ["", "## Cooldown (the study's Fig 6)", "",
@@ -51,7 +52,7 @@ def _sweep_tables(points: list[SweepPoint], note: str) -> list[str]:
     for point in points:
         heldout = point.row.scores.heldout_bpb if point.row.scores else {}
         lines.append(f"| {_share(point)} | {point.row.run.label} | "
-                     + " | ".join([score_text(s, point.row.score(s)) for s in SWEEP_SCORES]
+                     + " | ".join([mean_and_spread(point.row, s) for s in SWEEP_SCORES]
                                   + [score_text("code_bpb", heldout.get(s)) for s in sources]) + " |")
     compared = [p for p in points if p.vs_zero is not None]
     if compared:

@@ -8,8 +8,9 @@
     headline:         balanced -> text after CPT against text-only before its cooldown (of the same
                       model size), the study's headline numbers
 
-Every delta has the accuracy-style scores and their bits-per-byte twins (codemix/analysis/table.py).
-A pair of stages is bootstrapped once however many comparisons name it."""
+Every delta has the accuracy-style scores and their bits-per-byte twins (codemix/analysis/table.py),
+over seeds and examples when the stages were trained once per seed. A pair of stages is bootstrapped
+once however many comparisons name it."""
 
 import re
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class _Comparer:
             return None
         key = (arm.run.identity, reference.run.identity)
         if key not in self.done:
-            self.done[key] = score_deltas(arm.scores, reference.scores, self.options)
+            self.done[key] = score_deltas(arm.seed_scores, reference.seed_scores, self.options)
         return Comparison(kind, arm, reference, self.done[key])
 
 

@@ -6,7 +6,7 @@ import io
 from typing import Mapping
 
 from codemix.analysis.bootstrap import Delta, Interval, fmt_interval
-from codemix.analysis.table import BPB_SCORES, SCORE_TITLES
+from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, Row
 
 TABLE_BPB = ("reasoning_bpb", "knowledge_bpb", "code_bpb", "total_avg_bpb")
 DELTA_COLUMNS = ("reasoning", "knowledge", "nl_avg", "code", "total_avg", *TABLE_BPB)  # every delta table's
@@ -43,6 +43,28 @@ def bits(score: float | None) -> str:
 def score_text(score: str, value: float | None) -> str:
     """A study score in % (accuracy, exact match, pass@1), its bpb twin in bits per byte."""
     return bits(value) if score in BPB_SCORES else pct(value)
+
+
+def mean_and_spread(row: Row, score: str) -> str:
+    """A row's score; over several seeds their mean and seed spread, '31.2 ± 1.4'."""
+    text, spread = score_text(score, row.score(score)), row.spread(score)
+    return text if spread is None or row.score(score) is None else f"{text} ± {score_text(score, spread)}"
+
+
+def is_seeded(rows: list[Row]) -> bool:
+    """Whether any row was trained once per seed, several seeds."""
+    return any(len(row.seed_runs) > 1 for row in rows)
+
+
+def seed_list(row: Row) -> str:
+    """The seeds a row's stage was trained with ('0, 1, 2')."""
+    return ", ".join(str(run.seed) for run in row.seed_runs)
+
+
+def interval_over(seeded: bool) -> str:
+    """What a delta's bootstrap resamples."""
+    return ("seeds and, inside each seed, the examples both sides were scored on (the k-th seed of each side "
+            "paired): run-to-run and example variance together" if seeded else "the examples both sides were scored on")
 
 
 def delta_text(score: str, delta: Delta | None) -> str:

@@ -2,7 +2,9 @@
 
 The layout is the run store's (codemix.runs); a stage that two
 recipes share lives once and is linked into the second recipe's directory, so the directory a stage
-is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage."""
+is FOUND in names the arm it belongs to in the report, while its identity says it is the same stage.
+An arm trained once per seed (`codemix reproduce --seeds N`) holds one stage dir per seed under each
+stage name; the seed its lineage records (the stage's `seed`) tells them apart."""
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +33,11 @@ class StageRun:
     @property
     def identity(self) -> str:
         return self.lineage.identity
+
+    @property
+    def seed(self) -> int:
+        """The seed the stage trained with (initialisation and data order); 0 in lineage without it."""
+        return int(self.lineage.stage_config.get("seed", 0))
 
     @property
     def parent_identity(self) -> str | None:
@@ -98,16 +105,20 @@ def find_stages(paths: Iterable[Path]) -> list[StageRun]:
 
 
 def latest_per_stage(runs: list[StageRun]) -> tuple[list[StageRun], list[StageRun]]:
-    """(kept, superseded): when an arm's directory holds two stages of one name (its recipe was edited
-    and trained again, so the old stage dir with its old identity is still there), the one finished
-    last is the arm's stage now."""
-    latest: dict[tuple[str, str], StageRun] = {}
+    """(kept, superseded): when an arm's directory holds two stages of one name and seed (its recipe
+    was edited and trained again, so the old stage dir with its old identity is still there), the one
+    finished last is the arm's stage now. Stages of one name with different seeds are all kept."""
+    latest: dict[tuple[str, str, int], StageRun] = {}
     for run in runs:
-        key = (run.arm, run.stage)
+        key = _seeded_stage(run)
         if key not in latest or _finished(run) > _finished(latest[key]):
             latest[key] = run
-    kept = [run for run in runs if latest[(run.arm, run.stage)] is run]
-    return kept, [run for run in runs if latest[(run.arm, run.stage)] is not run]
+    kept = [run for run in runs if latest[_seeded_stage(run)] is run]
+    return kept, [run for run in runs if latest[_seeded_stage(run)] is not run]
+
+
+def _seeded_stage(run: StageRun) -> tuple[str, str, int]:
+    return run.arm, run.stage, run.seed
 
 
 def _finished(run: StageRun) -> str:

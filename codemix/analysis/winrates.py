@@ -29,7 +29,7 @@ class WinRate:
 
 def read_winrates(paths: list[Path], rows: list[Row], options: BootstrapOptions) -> list[WinRate]:
     """Each file given, or every *.json in a directory given."""
-    labels = {row.run.identity: row.run.label for row in rows}
+    labels = {run.identity: row.label_of(run) for row in rows for run in row.seed_runs}
     files = [f for path in paths for f in (sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)])]
     return [_winrate(f, labels, options) for f in files]
 
