@@ -6,6 +6,8 @@ and PNG figures in one output directory (every file written atomically).
                       baseline with paired bootstrap 95% intervals, the study's Fig 6 / 4 / 5
                       comparisons, win-rates, figures, and what the scores do not cover
     table2.csv        one row per stage: tokens (per kind, and as the study's text/code columns), scores
+                      (over seeds: their mean, and the seed spread in *_sd columns)
+    seeds.csv         one row per stage and seed, when a stage was trained once per seed
     deltas.csv        one row per stage and score: absolute and relative delta with their intervals
                       (the *_bpb scores in bits per byte of the gold continuation, the others in %)
     comparisons.csv   the same for the Fig 6 / 4 / 5 comparisons; sweep.csv the sweep's points
@@ -25,7 +27,8 @@ from codemix.analysis.comparisons import StudyComparisons, build_comparisons
 from codemix.analysis.curves import curves_by_arm
 from codemix.analysis.findings import findings, findings_lines, significance_lines
 from codemix.analysis.formatting import (DELTA_COLUMNS, TABLE_BPB, blank, delta_header, delta_records, delta_text,
-                                         fmt_tokens, pct, score_text, to_csv)
+                                         fmt_tokens, interval_over, is_seeded, mean_and_spread, pct, seed_list,
+                                         to_csv)
 from codemix.analysis.plots import loss_curves_figure, score_figure, sweep_figure
 from codemix.analysis.runs import StageRun, find_stages, latest_per_stage
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
@@ -62,6 +65,8 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
     figures.append(sweep_figure(study.sweep, out / FIGURES / "sweep.png"))
     figures = [f for f in figures if f is not None]
     files = [write_text_atomic(out / "table2.csv", _table_csv(rows)), write_text_atomic(out / "deltas.csv", _deltas_csv(rows))]
+    if is_seeded(rows):
+        files.append(write_text_atomic(out / "seeds.csv", _seeds_csv(rows)))
     if any(comparisons for _, comparisons in study.compared):
         files.append(write_text_atomic(out / "comparisons.csv", comparisons_csv(study)))
     if study.sweep:
@@ -80,6 +85,7 @@ def _markdown(rows: list[Row], study: StudyComparisons, winrates: list[WinRate],
               run_dirs: list[Path], options: BootstrapOptions, superseded: list[StageRun]) -> str:
     arms = list(dict.fromkeys(row.run.arm for row in rows))
     baselines = list(dict.fromkeys(row.baseline.run.arm for row in rows if row.baseline is not None))
+    seeded = is_seeded(rows)
     lines = [
         "# codemix report", "",
         *findings_lines(findings(study), options.level), "",
@@ -91,17 +97,20 @@ def _markdown(rows: list[Row], study: StudyComparisons, winrates: list[WinRate],
         "code-adjacent and synthetic count as code, high-quality text as text). The bpb columns are "
         "the continuous twins: mean bits per byte of each example's gold continuation (lower is better), "
         "which separate small models whose accuracy sits at chance.", "",
+        *(["Stages trained once per seed (column seeds: initialisation and data order) show the mean over "
+           "their evaluated seeds ± the seed spread (the sample standard deviation over seeds); seeds.csv has "
+           "each seed's scores.", ""] if seeded else []),
         "## Table 2", "",
         "| arm | stage | text | code | reasoning | knowledge | NL avg | code | total avg | "
-        + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " | reasoning averages |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * (len(TABLE_BPB) + 1),
+        + " | ".join(SCORE_TITLES[s] for s in TABLE_BPB) + " | reasoning averages |" + (" seeds |" if seeded else ""),
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * (len(TABLE_BPB) + 1 + seeded),
     ]
     for row in rows:
         text, code = row.run.text_and_code_tokens()
         added = row.run.parent_identity is not None
         lines.append(f"| {row.run.arm} | {row.run.stage} | {fmt_tokens(text, added)} | {fmt_tokens(code, added)} | "
-                     + " | ".join(score_text(s, row.score(s)) for s in DELTA_COLUMNS)
-                     + f" | {_reasoning_coverage(row)} |")
+                     + " | ".join(mean_and_spread(row, s) for s in DELTA_COLUMNS)
+                     + f" | {_reasoning_coverage(row)} |" + (f" {seed_list(row)} |" if seeded else ""))
     lines += ["", "## Change against the text-only baseline", ""]
     named = ", ".join(f"**{arm}**" for arm in baselines)
     if not baselines:
@@ -114,7 +123,7 @@ def _markdown(rows: list[Row], study: StudyComparisons, winrates: list[WinRate],
             "kind: a cooldown with code with the baseline's cooldown with code, a cooldown without code with its "
             "cooldown without code, the others with its last stage before the cooldown (column 'vs'). "
             "Relative change in % (in points where the baseline scores 0), "
-            f"with a paired bootstrap {options.level:.0%} interval over examples "
+            f"with a paired bootstrap {options.level:.0%} interval over {interval_over(seeded)} "
             f"({options.resamples} resamples, seed {options.seed}); bpb columns: change in bits per byte "
             "(negative = the gold answer became likelier).", "",
             *delta_header("arm", "stage", "vs"),
@@ -200,7 +209,25 @@ def _table_csv(rows: list[Row]) -> str:
             **{f"{s}_pct": pct(row.score(s)) if row.score(s) is not None else "" for s in SCORES},
             **{s: blank(row.score(s)) for s in BPB_SCORES},
             "results": str(run.results_path) if row.scores else "",
+            "seeds": seed_list(row), "evaluated_seeds": len(row.seed_scores),
+            **{f"{s}_pct_sd": pct(row.spread(s)) if row.spread(s) is not None else "" for s in SCORES},
+            **{f"{s}_sd": blank(row.spread(s)) for s in BPB_SCORES},
         })
+    return to_csv(records)
+
+
+def _seeds_csv(rows: list[Row]) -> str:
+    """Each seed's stage of each row: its identity and its own scores."""
+    records = []
+    for row in rows:
+        for run, scores in zip(row.seed_runs, row.seed_results):
+            records.append({
+                "arm": run.arm, "stage": run.stage, "seed": run.seed, "identity": run.identity,
+                **{f"{s}_pct": pct(scores.summary.get(s)) if scores and scores.summary.get(s) is not None else ""
+                   for s in SCORES},
+                **{s: blank(scores.summary.get(s) if scores else None) for s in BPB_SCORES},
+                "results": str(run.results_path) if scores else "",
+            })
     return to_csv(records)
 
 
