@@ -4,10 +4,12 @@ re-running only its unfinished tasks."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from corpus_fixtures import corpus_bytes
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import Corpus
+from codemix.data import tasks
 from codemix.data.tasks import PackSlice
 
 
@@ -51,6 +54,41 @@ def test_slices_dedup_across_sources_and_workers_do_not_change_the_output(tmp_pa
     # three of a's documents, and one of its own in another slice
     assert (b["documents"], b["filters"]["duplicate"]) == (5, 4)
     assert not list(two.glob(".build*"))  # the work folder goes once the corpus is complete
+
+
+def test_each_slice_is_read_and_tokenized_once_and_only_built_sources_are_tokenized(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch):
+    trained = build_corpus(load_data_spec(write_sources(tmp_path / "in")), tmp_path / "trained", processes=1,
+                           progress=lambda _: None)
+    shutil.copy(trained / "tokenizer.json", tmp_path / "tokenizer.json")
+    spec = load_data_spec(tmp_path / "in" / "data.yaml")
+    spec = replace(spec, tokenizer=replace(spec.tokenizer, path=str(tmp_path / "tokenizer.json")))  # b's changes leave it
+    reads: list[tuple[str, int]] = []
+    original = tasks.read_source
+
+    def counting_read(source, stats, part):
+        reads.append((source.name, part.index))
+        return original(source, stats, part)
+
+    monkeypatch.setattr(tasks, "read_source", counting_read)  # one worker: the tasks run in this process
+    out = build_corpus(spec, tmp_path / "out", processes=1, progress=lambda _: None)
+    slices = {name: Corpus.open(out).manifest(name)["tasks"] for name in ("a", "b")}
+    assert sorted(reads) == sorted((name, k) for name, count in slices.items() for k in range(count))
+
+    # rebuilding b alone: a is scanned again (its texts come first) but neither packed nor tokenized
+    reads.clear()
+    tokenized: list[str] = []
+    writer = tasks.TokenWriter
+
+    def recording_writer(folder, settings):
+        tokenized.append(folder.parent.name)
+        return writer(folder, settings)
+
+    monkeypatch.setattr(tasks, "TokenWriter", recording_writer)
+    changed = replace(spec, sources=[spec.sources[0], replace(spec.sources[1], licence="changed")])
+    build_corpus(changed, out, processes=1, progress=lambda _: None)
+    assert {name for name, _ in reads} == {"a", "b"} and set(tokenized) == {"b"}
+    assert len(tokenized) == slices["b"] and Corpus.open(out).manifest("b")["filters"]["duplicate"] == 4
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 The tokenizer is trained first, in this process, from a sample of every source. The sources are then
 built as independent tasks over slices of their files, run by datatrove's executor with N worker
-processes (codemix.data.tasks: scan and hash, decide duplicates per hash bucket, tokenize and pack);
+processes (codemix.data.tasks: read, clean, tokenize and hash once; decide duplicates per hash bucket; pack);
 a task killed half-way is re-run on the next build, a finished one is not. Last, each source's parts
 are merged here into `<source>.tmp-<pid>` (shard indexes by streaming's merge_index) and renamed into
 place only after its manifest.json is in it, and corpus.json is removed before anything changes and

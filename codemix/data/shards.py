@@ -1,4 +1,4 @@
-"""Tokenize documents, pack them into seq_len samples, write MDS train/val splits (one build task's part).
+"""Pack tokenized documents into seq_len samples and write MDS train/val splits (one build task's part).
 
 Each document is followed by eos; the documents of a split are concatenated in read order and cut
 into samples of exactly seq_len tokens (the last partial piece is dropped and counted). A document
@@ -9,19 +9,16 @@ of a few dozen documents) instead holds out its lowest-hash documents until val 
 
 import heapq
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import xxhash
-from tokenizers import Tokenizer
 
 from codemix._streaming import MDSWriter
 from codemix.data.corpus import SPLITS, TOKENS_COLUMN
 
-# Documents are tokenized in batches of about this many characters (encode_batch's per-call cost stays small).
-CHUNK_CHARS = 1 << 16
 SHARD_SIZE_LIMIT = 1 << 26  # bytes per MDS shard file (streaming's default)
 _HASH_SPAN = float(1 << 64)
 
@@ -61,34 +58,21 @@ class EncodedChunk:
     train_documents: list[tuple[int, int]]  # (split hash, tokens with eos) of each train document
 
 
-class Encoder:
-    """The corpus tokenizer applied to a chunk of documents: eos after each, split by content hash;
-    documents whose split hash is in `held_out` go to val too."""
-
-    def __init__(self, settings: EncodeSettings, held_out: frozenset[int] = frozenset()):
-        self.settings = settings
-        self.held_out = held_out
-        self._tokenizer = Tokenizer.from_file(settings.tokenizer_path)
-
-    def __call__(self, texts: list[str]) -> EncodedChunk:
-        settings = self.settings
-        encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        hashes = [split_hash(text, settings.seed) for text in texts]
-        split_of = ["val" if h / _HASH_SPAN < settings.val_fraction or h in self.held_out else "train" for h in hashes]
-        tokens, documents = {}, {}
-        for split in SPLITS:
-            ids = [encoding.ids for encoding, s in zip(encodings, split_of) if s == split]
-            tokens[split] = _concat_with_eos(ids, settings.eos_id, settings.dtype)
-            documents[split] = len(ids)
-        train = [(h, len(e.ids) + 1) for h, e, s in zip(hashes, encodings, split_of) if s == "train"]
-        return EncodedChunk(tokens=tokens, documents=documents, train_documents=train)
-
-    def encode(self, texts: Iterable[str]) -> Iterator[EncodedChunk]:
-        """In this process, chunk by chunk (a build task is itself one of many processes)."""
-        return (self(chunk) for chunk in _chunks(texts))
+def split_chunk(ids: Sequence[Sequence[int]], hashes: Sequence[int], settings: EncodeSettings,
+                held_out: frozenset[int] = frozenset()) -> EncodedChunk:
+    """A chunk of tokenized documents (`ids`, their split hashes in `hashes`) split by content hash,
+    eos after each; documents whose split hash is in `held_out` go to val too."""
+    split_of = ["val" if h / _HASH_SPAN < settings.val_fraction or h in held_out else "train" for h in hashes]
+    tokens, documents = {}, {}
+    for split in SPLITS:
+        mine = [doc for doc, s in zip(ids, split_of) if s == split]
+        tokens[split] = _concat_with_eos(mine, settings.eos_id, settings.dtype)
+        documents[split] = len(mine)
+    train = [(h, len(doc) + 1) for h, doc, s in zip(hashes, ids, split_of) if s == "train"]
+    return EncodedChunk(tokens=tokens, documents=documents, train_documents=train)
 
 
-def _concat_with_eos(ids: list[list[int]], eos_id: int, dtype: str) -> np.ndarray:
+def _concat_with_eos(ids: Sequence[Sequence[int]], eos_id: int, dtype: str) -> np.ndarray:
     out = np.empty(sum(len(doc) for doc in ids) + len(ids), dtype=dtype)
     pos = 0
     for doc in ids:
@@ -97,19 +81,6 @@ def _concat_with_eos(ids: list[list[int]], eos_id: int, dtype: str) -> np.ndarra
         out[pos] = eos_id
         pos += 1
     return out
-
-
-def _chunks(texts: Iterable[str]) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    size = 0
-    for text in texts:
-        chunk.append(text)
-        size += len(text)
-        if size >= CHUNK_CHARS:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 class SamplePacker:

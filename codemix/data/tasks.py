@@ -4,19 +4,24 @@ A task is one slice of one source's files (every count-th file in hash order). U
 an executor whose tasks datatrove marks complete (`<work>/<pass>/completions/<rank>`), so a killed
 build re-runs only the tasks that did not finish:
 
-    scan    (one task per slice, with dedup or near_dedup on)  read, clean, hash each kept document
-            into one bucket file per scan task, by hash; MinHash signatures of near_dedup sources
+    scan    (one task per slice)  read and clean the slice once; tokenize each kept document of a
+            source being built with the corpus tokenizer into the slice's token store
+            (codemix.data.slice_tokens); with dedup on, hash each kept document into one bucket file
+            per scan task, by hash; MinHash signatures of near_dedup sources
     decide  (one task per bucket, only with dedup on)  sort the bucket's hashes by (hash, source
             priority, slice, position) and list every one after the first as dropped: memory is one
             bucket's, whatever the corpus size, and the source earlier in the data YAML keeps a text
     near_pairs, near_clusters  (only with a near_dedup source)  the near-duplicates to drop
             (codemix.data.near_dedup)
-    pack    (one task per slice)  read and clean again, skip the dropped documents, tokenize with the
-            corpus tokenizer, pack and write the slice's own MDS train/val parts and counts
+    pack    (one task per slice of a source being built)  skip the dropped documents of the slice's
+            stored tokens, pack and write the slice's own MDS train/val parts and counts; the text
+            is not read again
 
 The parent then merges each source's parts (`codemix.data.build`). Output depends on the slices, never
 on the number of workers: a source is cut into one slice per `task_bytes` of input files; a source
-with a byte cap is one slice, since its cap takes a prefix of the hash-ordered files."""
+with a byte cap is one slice, since its cap takes a prefix of the hash-ordered files. A source only
+scanned (with dedup, an earlier source that decides which later texts are duplicates) is hashed, not
+tokenized."""
 
 import json
 import math
@@ -35,7 +40,8 @@ from codemix.atomic import write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
 from codemix.data import near_dedup
 from codemix.data.clean import Cleaner
-from codemix.data.shards import EncodedChunk, Encoder, EncodeSettings, pack_holding_out
+from codemix.data.shards import EncodeSettings, pack_holding_out
+from codemix.data.slice_tokens import SliceTokens, TokenWriter
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
 
 # The dedup pass has a hash bucket per scan task (a slice is at most task_bytes of input), so a decide
@@ -82,7 +88,13 @@ class BuildPlan:
         return [rank for rank, task in enumerate(self.tasks) if task.source in self.build]
 
     def part_dir(self, task: Task) -> Path:
-        return Path(self.work) / "parts" / self.spec.sources[task.source].name / f"{task.part.index:05d}"
+        return self._slice_dir("parts", task)
+
+    def tokens_dir(self, task: Task) -> Path:
+        return self._slice_dir("tokens", task)
+
+    def _slice_dir(self, what: str, task: Task) -> Path:
+        return Path(self.work) / what / self.spec.sources[task.source].name / f"{task.part.index:05d}"
 
 
 def plan_slices(spec: DataSpec, sources: list[int]) -> list[Task]:
@@ -100,10 +112,10 @@ def plan_slices(spec: DataSpec, sources: list[int]) -> list[Task]:
 
 
 def slice_documents(source: SourceSpec, part: Slice, stats: ReadStats, cleaner: Cleaner) -> Iterator[str]:
-    """The slice's documents that pass cleaning, until its byte cap; scan and pack read the same
-    sequence, so a position names the same document in both. Only a capped source (one slice, at most
-    max_bytes) removes its own duplicates here, in memory: its cap counts the documents it keeps;
-    every other duplicate is found by the bucket pass."""
+    """The slice's documents that pass cleaning, until its byte cap, as the scan task reads them: a
+    position in this sequence names a document in the hash buckets, the drop lists and the token
+    store. Only a capped source (one slice, at most max_bytes) removes its own duplicates here, in
+    memory: its cap counts the documents it keeps; every other duplicate is found by the bucket pass."""
     kept = 0
     for doc in read_source(source, stats, part):
         if cleaner.keep(doc, source.name):
@@ -127,29 +139,41 @@ class _PlanStep(PipelineStep):
 
 
 class ScanSlice(_PlanStep):
-    """Pass 1: hash the slice's kept documents into bucket files (with dedup on), and pass each
-    document of a near_dedup source on to the MinHash signature step."""
+    """Pass 1: read and clean the slice; tokenize its kept documents into the slice's token store (a
+    source being built), hash them into bucket files (with dedup on), and pass each document of a
+    near_dedup source on to the MinHash signature step."""
 
     name = "scan"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        task = self.plan.tasks[rank]
-        source = self.plan.spec.sources[task.source]
-        out = Path(self.plan.work) / "hashes" / source.name / f"{task.part.index:05d}"
-        shutil.rmtree(out, ignore_errors=True)  # a killed attempt's files (this task wrote them)
+        plan = self.plan
+        task = plan.tasks[rank]
+        source = plan.spec.sources[task.source]
+        out = Path(plan.work) / "hashes" / source.name / f"{task.part.index:05d}"
+        for folder in (out, plan.tokens_dir(task)):
+            shutil.rmtree(folder, ignore_errors=True)  # a killed attempt's files (this task wrote them)
+        tokens = TokenWriter(plan.tokens_dir(task), plan.settings) if task.source in plan.build else None
+        stats, cleaner = ReadStats(), slice_cleaner(plan.spec, source)
         rows = []
-        for position, text in enumerate(slice_documents(source, task.part, ReadStats(), slice_cleaner(self.plan.spec, source))):
-            digest = xxhash.xxh3_128_intdigest(text.encode("utf-8"))
-            rows.append((digest >> 64, digest & (2**64 - 1), task.source, task.part.index, position))
+        for position, text in enumerate(slice_documents(source, task.part, stats, cleaner)):
+            if tokens is not None:
+                tokens.add(text)
+            if plan.spec.dedup:
+                digest = xxhash.xxh3_128_intdigest(text.encode("utf-8"))
+                rows.append((digest >> 64, digest & (2**64 - 1), task.source, task.part.index, position))
             if source.near_dedup:
                 yield PipelineDocument(text=text, id=f"{rank}/{position}")
-        self.stat_update("documents", value=len(rows))
-        if not self.plan.spec.dedup:
+        if tokens is not None:
+            tokens.finish({"capped": stats.capped, "filters": cleaner.counts(source.name),
+                           "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
+                           "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes}})
+        self.stat_update("documents", value=stats.documents)
+        if not plan.spec.dedup:
             return
         out.mkdir(parents=True)
         hashes = np.array(rows, dtype=_HASH)
-        bucket_of = hashes["hi"] % self.plan.buckets
-        for bucket in range(self.plan.buckets):
+        bucket_of = hashes["hi"] % plan.buckets
+        for bucket in range(plan.buckets):
             np.save(out / f"{bucket:05d}.npy", hashes[bucket_of == bucket])
 
 
@@ -177,7 +201,7 @@ class DecideBucket(_PlanStep):
 
 
 class PackSlice(_PlanStep):
-    """Pass 3: tokenize and pack the slice's kept documents into its own MDS parts."""
+    """Last pass: pack the slice's stored tokens, less the dropped documents, into its own MDS parts."""
 
     name = "pack"
 
@@ -190,23 +214,15 @@ class PackSlice(_PlanStep):
         duplicates = self._dropped(task) if plan.spec.dedup else set()
         near = near_dedup.dropped_positions(plan.work, plan.pack_ranks()[rank]) if source.near_dedup else set()
         dropped = duplicates | near
-        reads: list[_SliceRead] = []
-
-        def encode(held_out: frozenset[int]) -> Iterator[EncodedChunk]:
-            reads.append(_SliceRead(plan.spec, source, task, dropped))  # a second read counts afresh
-            return Encoder(plan.settings, held_out).encode(reads[-1].texts())
-
-        splits = pack_holding_out(encode, out, plan.spec.seq_len, plan.settings.dtype, plan.settings.val_fraction)
-        read = reads[-1]
-        filters = read.cleaner.counts(source.name)
+        tokens = SliceTokens(plan.tokens_dir(task), plan.settings)
+        splits = pack_holding_out(lambda held_out: tokens.chunks(dropped, held_out), out, plan.spec.seq_len,
+                                  plan.settings.dtype, plan.settings.val_fraction)
+        filters = tokens.read["filters"]
         filters["duplicate"] += len(duplicates)
         filters["near_duplicate"] = len(near - duplicates)
-        write_json_atomic(out / COUNTS_FILE, {
-            **read.kept, "capped": read.stats.capped, "splits": splits, "filters": filters,
-            "skipped": {"binary": read.stats.skipped_binary, "non_utf8": read.stats.skipped_non_utf8},
-            "read": {"files": read.stats.files, "documents": read.stats.documents, "bytes": read.stats.bytes},
-        })
-        self.stat_update("documents", value=read.kept["documents"])
+        kept = tokens.kept(dropped)
+        write_json_atomic(out / COUNTS_FILE, {**tokens.read, **kept, "splits": splits, "filters": filters})
+        self.stat_update("documents", value=kept["documents"])
         yield from ()
 
     def _dropped(self, task: Task) -> set[int]:
@@ -218,25 +234,8 @@ class PackSlice(_PlanStep):
         return positions
 
 
-class _SliceRead:
-    """One read of a slice for packing: its kept documents, minus the dropped positions, counted."""
-
-    def __init__(self, spec: DataSpec, source: SourceSpec, task: Task, dropped: set[int]):
-        self.source, self.task, self.dropped = source, task, dropped
-        self.stats, self.cleaner = ReadStats(), slice_cleaner(spec, source)
-        self.kept = {"documents": 0, "bytes": 0}
-
-    def texts(self) -> Iterator[str]:
-        for position, text in enumerate(slice_documents(self.source, self.task.part, self.stats, self.cleaner)):
-            if position in self.dropped:
-                continue
-            self.kept["documents"] += 1
-            self.kept["bytes"] += len(text.encode("utf-8"))
-            yield text
-
-
 def passes(plan: BuildPlan) -> list[str]:
-    wanted = {"scan": plan.spec.dedup or plan.near, "decide": plan.spec.dedup, "near_pairs": plan.near,
+    wanted = {"scan": True, "decide": plan.spec.dedup, "near_pairs": plan.near,
               "near_clusters": plan.near, "pack": True}
     return [name for name in PASSES if wanted[name]]
 
@@ -286,8 +285,8 @@ def _check_complete(plan: BuildPlan, name: str) -> None:
 
 
 def remove_task_data(plan: BuildPlan) -> None:
-    """The tasks' outputs (hash buckets, drop lists, packed parts) once the sources hold them."""
-    for path in ("hashes", "drop", "parts", near_dedup.folder(plan.work)):
+    """The tasks' outputs (hash buckets, token stores, drop lists, packed parts) once the sources hold them."""
+    for path in ("hashes", "tokens", "drop", "parts", near_dedup.folder(plan.work)):
         shutil.rmtree(Path(plan.work) / path, ignore_errors=True)
 
 
