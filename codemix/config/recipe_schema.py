@@ -148,7 +148,10 @@ class StageConfig:
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     init_from: InitFrom = field(default_factory=InitFrom)
-    seed: int = 0
+    # Initialisation (a stage from scratch) and data order. A list trains the recipe once per seed under
+    # `codemix reproduce` (every stage of the recipe then lists as many, distinct seeds; run k takes the
+    # k-th of each); `codemix reproduce --seeds N` makes the list [seed, seed+1, ..., seed+N-1].
+    seed: Union[int, list[int]] = 0
     max_passes: float = 1.0  # how many times a source may be repeated to fill its share
     val_interval_tokens: int = 0  # 0 = validate only at the end of the stage
     val_samples_per_source: int = 64  # held-out sequences per source in each validation pass

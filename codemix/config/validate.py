@@ -104,12 +104,28 @@ class Validator:
         self.check_schedule(key, stage)
         self.check_init_from(index, key, stage)
         self.require(key + ("max_passes",), stage.max_passes > 0, stage.max_passes, "must be positive")
-        self.require(key + ("seed",), stage.seed >= 0, stage.seed, "must be >= 0")
+        self.check_seed(key, stage.seed)
         for field_name in ("val_interval_tokens", "checkpoint_interval_tokens", "snapshot_interval_tokens", "num_workers"):
             value = getattr(stage, field_name)
             self.require(key + (field_name,), value >= 0, value, "must be >= 0")
         self.require(key + ("val_samples_per_source",), stage.val_samples_per_source > 0,
                      stage.val_samples_per_source, "must be positive")
+
+    def check_seed(self, key: Key, seed: int | list[int]) -> None:
+        """One seed, or a list of distinct ones as long as every other stage's (then every stage lists)."""
+        key = key + ("seed",)
+        seeds = seed if isinstance(seed, list) else [seed]
+        self.require(key, all(s >= 0 for s in seeds), seed, "must be >= 0")
+        if not isinstance(seed, list):
+            listed = [name for name, stage in self.recipe.stages.items() if isinstance(stage.seed, list)]
+            self.require(key, not listed, seed, f"is one seed while stages {listed} list seeds: give every stage "
+                         "a list of as many (run k of the recipe trains each stage with its k-th seed)")
+            return
+        self.require(key, len(seeds) > 0 and len(set(seeds)) == len(seeds), seed, "must list distinct seeds")
+        lengths = {len(stage.seed) for stage in self.recipe.stages.values() if isinstance(stage.seed, list)}
+        self.require(key, lengths == {len(seeds)}, seed,
+                     f"lists {len(seeds)} seeds while other stages list {sorted(lengths - {len(seeds)})}: every stage "
+                     "lists as many (run k of the recipe trains each stage with its k-th seed)")
 
     def check_batch(self, key: Key, stage: StageConfig) -> None:
         """Check the global batch (in sequences, settled by composition) splits over the devices and fills the budget."""

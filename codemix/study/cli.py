@@ -1,4 +1,5 @@
-"""`codemix reproduce RECIPE_DIR [--smoke] [--home DIR] [--limit N] [--out DIR]`: the study in one command."""
+"""`codemix reproduce RECIPE_DIR [--smoke] [--seeds N] [--judge SPEC] [--home DIR] [--limit N] [--out DIR]`: the
+study in one command."""
 
 import argparse
 import sys
@@ -8,6 +9,9 @@ DESCRIPTION = ("Build the recipes' corpus when missing, train every arm of RECIP
 EPILOG = """\
   codemix reproduce recipes/tiny            the study in miniature (CPU)
   codemix reproduce recipes/tiny --smoke    its smoke subset (recipes/tiny/smoke/), minutes
+  codemix reproduce recipes/tiny --seeds 3  every arm trained with seeds 0, 1, 2: mean and seed spread
+  codemix reproduce recipes/tiny --judge http://127.0.0.1:8000/v1 --judge-model M
+                                            and the study's win-rates, judged by that endpoint
 
 Interrupt it at any time (Ctrl-C) and run the same command again: completed stages and evaluations
 are reused, a half-trained stage resumes from its last checkpoint."""
@@ -33,19 +37,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "openai:URL#MODEL) solves the shipped problems and the verified solutions join the "
                              "corpus as its synthetic source (`codemix data synth --add-to`); without it those "
                              "arms are skipped when the corpus has no synthetic source")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="train every arm once per seed (initialisation and data order): a stage's seed s "
+                             "becomes s, s+1, ..., s+N-1; a stage that arms share stays shared per seed "
+                             "(default: each recipe's own seeds, one unless its stages list seeds)")
+    parser.add_argument("--judge", metavar="SPEC",
+                        help="judge the study's win-rates (each arm's cooldown vs the text-only arm's, and each "
+                             "cooldown vs no cooldown) on the shipped open-ended prompts, the first --limit of them: "
+                             "an OpenAI-compatible URL (…/v1) or local:CHECKPOINT_DIR, as `codemix eval winrate`")
+    parser.add_argument("--judge-model", metavar="M", help="model name sent to the --judge endpoint (default: judge)")
     parser.add_argument("--out", help="report directory (default: <home>/reports/<RECIPE_DIR name>[-smoke])")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from codemix.study.driver import reproduce
+    from codemix.study.judging import JudgeSpec
 
+    options = ("home", "limit", "code_limit", "synth_generator", "seeds", "judge", "judge_model", "out")
     command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
-        f"--{name.replace('_', '-')}={value}" for name in ("home", "limit", "code_limit", "synth_generator", "out") if (value := getattr(args, name)) is not None]
+        f"--{name.replace('_', '-')}={value}" for name in options if (value := getattr(args, name)) is not None]
+    judge = None if args.judge is None else JudgeSpec.parse(args.judge, args.judge_model)
     try:
         report = reproduce(args.recipe_dir, args.smoke, args.home, args.limit, args.out, command,
                            say=lambda line: print(line, flush=True), code_limit=args.code_limit,
-                           synth_generator=args.synth_generator)
+                           synth_generator=args.synth_generator, seeds=args.seeds, judge=judge)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C during training into SystemExit
         print("\ncodemix reproduce: interrupted. Completed stages and evaluations are kept; run the same "
               "command again to continue.", file=sys.stderr, flush=True)

@@ -9,11 +9,16 @@
    the run up front.
 3. Training: all stages form one graph keyed by stage identity, so a stage that several arms share
    trains once; recipes that start from another recipe's stage (`recipe:` parents) come after it.
+   With `--seeds N` (or `seed:` lists in a recipe) every recipe is planned once per seed
+   (codemix/config/seeds.py): each seed's stages have their own identities, and a stage that arms share
+   is still trained once per seed.
 4. Evaluation: every distinct stage on the study's suite at `limit` examples per task (`code_limit`
    per code task), keeping an existing eval/results.json when it scored the same identity with the
    same limits and tasks.
 5. Report: build_report over exactly the stages of this study, in <home>/reports/<name>/, plus
-   reproduce.json (recipes, skipped ones, stage and token counts, wall times, load average).
+   reproduce.json (recipes, skipped ones, seeds, stage and token counts, wall times, load average).
+   With `--judge SPEC` the study's win-rate pairs are judged first (codemix/study/judging.py) and the
+   report shows them.
 
 Interrupting (Ctrl-C, kill) loses at most the stage in flight: a re-run reuses completed stages and
 evaluations and resumes a half-trained stage from its last checkpoint."""
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING
 from codemix.atomic import write_json_atomic
 from codemix.config.recipe import load_recipe, recipe_files
 from codemix.config.recipe_schema import Recipe
+from codemix.config.seeds import check_seeds_option, seed_runs
 from codemix.config.stages import parent_of
 from codemix.data.corpus import Corpus, read_json
 from codemix.errors import ConfigError
@@ -40,6 +46,7 @@ from codemix.plan.stage import RecipePlan, StagePlan, built_corpus_of, plan_reci
 
 if TYPE_CHECKING:  # the report imports matplotlib: only a run pays for it
     from codemix.analysis.report import Report
+    from codemix.study.judging import JudgeSpec
 
 # Examples per task. A full-size evaluation scores thousands; on CPU the tiny study's ~25 stages get
 # 40 per reasoning and knowledge task (360 reasoning examples: intervals a bootstrap can narrow) and
@@ -67,12 +74,21 @@ class Study:
     """The recipes of one directory as a graph of stages: one plan per recipe, parents first, so a stage
     shared by several arms appears once per arm (in `stages`) and is trained once (`distinct`)."""
 
-    plans: list[RecipePlan]
+    plans: list[RecipePlan]  # one per recipe and seed
     skipped: dict[str, str] = field(default_factory=dict)  # recipe file -> why it cannot run here
 
     @property
     def recipes(self) -> list[Recipe]:
         return [plan.recipe for plan in self.plans]
+
+    @property
+    def recipe_files(self) -> list[str]:
+        return list(dict.fromkeys(recipe.source_path for recipe in self.recipes))
+
+    @property
+    def runs_per_recipe(self) -> dict[str, int]:
+        """recipe file -> how many seeds it is trained with."""
+        return {path: sum(1 for recipe in self.recipes if recipe.source_path == path) for path in self.recipe_files}
 
     @property
     def stages(self) -> list[StagePlan]:
@@ -88,7 +104,7 @@ class Study:
 
 
 def label(stage: StagePlan) -> str:
-    return f"{stage.recipe.name}/{stage.name}"
+    return f"{stage.recipe.name}/{stage.name} (seed {stage.config.seed})"
 
 
 @dataclass(frozen=True)
@@ -127,8 +143,9 @@ def study_dir(recipe_dir: str | os.PathLike, smoke: bool) -> Path:
     return directory
 
 
-def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
-    """Plan every recipe of `directory`, building their corpora first when they are missing."""
+def plan_study(directory: Path, home: Home, command: str, say: Say, seeds: int | None = None) -> Study:
+    """Plan every recipe of `directory` (once per seed: codemix/config/seeds.py), building their corpora
+    first when they are missing."""
     from codemix.train.corpora import prepare_corpora  # Lightning is imported only once the study runs
 
     plans, skipped = [], {}
@@ -144,7 +161,7 @@ def plan_study(directory: Path, home: Home, command: str, say: Say) -> Study:
                 f"SPEC --out synth.jsonl --add-to {corpus.path}`)")
             say(f"skipping {Path(recipe.source_path).name}: {skipped[recipe.source_path]}")
             continue
-        plans.append(plan_recipe(recipe, corpus_of, home))
+        plans += [plan_recipe(run, corpus_of, home) for run in seed_runs(recipe, seeds)]
     return Study(plans, skipped)
 
 
@@ -303,14 +320,16 @@ def ctrl_c_remembered() -> Iterator[StopCheck]:
 
 def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
               out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
-              say: Say = print, code_limit: int | None = None, synth_generator: str | None = None) -> "Report | None":
-    """Plan, train, evaluate and report the study of `recipe_dir`; returns the report (None on the
-    non-zero ranks of a multi-process training job, which only take part in training)."""
+              say: Say = print, code_limit: int | None = None, synth_generator: str | None = None,
+              seeds: int | None = None, judge: "JudgeSpec | None" = None) -> "Report | None":
+    """Plan, train, evaluate (and judge) and report the study of `recipe_dir`; returns the report (None
+    on the non-zero ranks of a multi-process training job, which only take part in training)."""
     from lightning.pytorch.utilities import rank_zero_only
 
     from codemix.analysis.report import build_report
 
     settings = Settings.for_run(smoke, limit, code_limit)
+    check_seeds_option(seeds)
     directory = study_dir(recipe_dir, smoke)
     name = Path(recipe_dir).resolve().name + ("-smoke" if smoke else "")
     command_line = " ".join(command)
@@ -318,8 +337,11 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
     clock = time.monotonic()
     if synth_generator is not None:
         add_synthetic_source(directory, synth_generator, home, command_line, say)
-    study = plan_study(directory, home, command_line, say)
-    say(f"study {name}: {len(study.recipes)} recipes, {len(study.stages)} arm stages, {len(study.distinct)} "
+    study = plan_study(directory, home, command_line, say, seeds)
+    runs = sorted(set(study.runs_per_recipe.values()))
+    say(f"study {name}: {len(study.recipe_files)} recipes"
+        + (f" x {'/'.join(map(str, runs))} seeds" if runs != [1] else "")
+        + f", {len(study.stages)} arm stages, {len(study.distinct)} "
         f"distinct stages, {sum(s.tokens for s in study.distinct):,} tokens to train"
         + (f"; {len(study.skipped)} recipes skipped" if study.skipped else ""))
     planned = time.monotonic()
@@ -332,12 +354,17 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         stop_check()
     evaluated = time.monotonic()
     out = Path(out) if out is not None else reports_dir(home) / name
-    report = build_report([stage.run_dir.path for stage in study.stages], out)
+    run_dirs = [stage.run_dir.path for stage in study.stages]
+    report = build_report(run_dirs, out)
+    reported = time.monotonic()
+    if judge is not None:
+        report = judge_and_report(report, run_dirs, judge, settings, command, say)
     finished = time.monotonic()
     write_json_atomic(out / REPRODUCE_FILE, {
         "command": list(command),
         "recipe_dir": str(directory),
-        "recipes": [recipe.source_path for recipe in study.recipes],
+        "recipes": study.recipe_files,
+        "seeds": study.runs_per_recipe,  # recipe file -> runs (one per seed)
         "skipped": study.skipped,
         "stages": len(study.stages),
         "distinct_stages": len(study.distinct),
@@ -345,10 +372,24 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         "eval": {"suite": SUITE, **settings.eval_options, "heldout_samples": settings.heldout_samples},
         # This run's times: reused stages and evaluations cost almost nothing.
         "wall_s": {"plan": round(planned - clock, 1), "train": round(trained - planned, 1),
-                   "eval": round(evaluated - trained, 1), "report": round(finished - evaluated, 1),
+                   "eval": round(evaluated - trained, 1), "report": round(reported - evaluated, 1),
+                   "judge": round(finished - reported, 1),  # with the report written again
                    "total": round(finished - clock, 1)},
         "load_average": {"start": load_before, "end": os.getloadavg()},
         "cpu_count": os.cpu_count(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     return report
+
+
+def judge_and_report(report: "Report", run_dirs: list[Path], judge: "JudgeSpec", settings: Settings,
+                     command: Sequence[str], say: Say) -> "Report":
+    """Judge the study's win-rate pairs (read off the report's rows) at `settings.limit` prompts, and
+    write the report again with them."""
+    from codemix.analysis.report import build_report
+    from codemix.study.judging import judge_study, judged_pairs
+
+    pairs = judged_pairs(report.rows, report.comparisons)
+    with one_torch_thread():
+        files = judge_study(pairs, judge, None, settings.limit, report.out, command, say)
+    return build_report(run_dirs, report.out, winrate_paths=files) if files else report
