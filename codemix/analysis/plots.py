@@ -1,5 +1,6 @@
 """The report's figures as PNG: validation loss per source along each arm, one bar chart per study
-score, and the code-fraction sweep's curves against its 0% model. matplotlib's object API (Figure
+score, the code-fraction sweep's curves against its 0% model, and the scores at every scored
+checkpoint along each arm. matplotlib's object API (Figure
 renders with Agg) keeps pyplot's global state and any display backend out of it."""
 
 import math
@@ -10,6 +11,7 @@ from matplotlib.patches import Patch
 
 from codemix.analysis.comparisons import SweepPoint
 from codemix.analysis.curves import Curve
+from codemix.analysis.dynamics import DYNAMICS_SCORES, Checkpoint
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, Row
 from codemix.atomic import atomic_file
 
@@ -136,6 +138,45 @@ def sweep_figure(points: list[SweepPoint], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     figure.suptitle(f"code-fraction sweep against {zero.run.label} [95% intervals]")
     return _save(figure, path)
+
+
+def dynamics_figure(curves: dict[str, list[Checkpoint]], path: Path) -> Path | None:
+    """dynamics_plot as a PNG; None without curves (no snapshot was scored)."""
+    figure = dynamics_plot(curves)
+    return None if figure is None else _save(figure, path)
+
+
+def dynamics_plot(curves: dict[str, list[Checkpoint]]) -> Figure | None:
+    """Training dynamics: each category's accuracy (top) and gold bpb (bottom) against tokens along the
+    arm, one line per arm, a filled marker per snapshot and a hollow one per stage's final weights.
+    None without curves. The report saves it; the checkpoint notebook shows it."""
+    if not curves:
+        return None
+    figure = Figure(figsize=(14.0, 7.5), layout="constrained")
+    axes = figure.subplots(2, 3).ravel()
+    scale, unit = _token_unit(max(point.tokens for points in curves.values() for point in points))
+    for ax, score in zip(axes, DYNAMICS_SCORES):
+        factor = 1 if score in BPB_SCORES else 100
+        if not any(p.score(score) is not None for points in curves.values() for p in points):
+            ax.text(0.5, 0.5, "not scored", ha="center", va="center", transform=ax.transAxes, color="tab:gray")
+        for index, (label, points) in enumerate(curves.items()):
+            scored = [p for p in points if p.score(score) is not None]
+            style = arm_style(index)
+            ax.plot([p.tokens / scale for p in scored], [factor * p.score(score) for p in scored], label=label,
+                    **{**style, "marker": None})
+            for hollow in (False, True):
+                marked = [p for p in scored if p.is_snapshot != hollow]
+                ax.plot([p.tokens / scale for p in marked], [factor * p.score(score) for p in marked],
+                        linestyle="none", marker="o", markersize=5, color=style["color"],
+                        markerfacecolor="none" if hollow else style["color"])
+        ax.set_title(SCORE_TITLES[score])
+        ax.set_xlabel(f"tokens along the arm ({unit})")
+        ax.set_ylabel("bits per byte (lower is better)" if factor == 1 else "score (%)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
+    figure.suptitle("training dynamics: filled = snapshot, hollow = a stage's final weights")
+    return figure
 
 
 def _token_unit(largest: float) -> tuple[float, str]:

@@ -13,8 +13,9 @@ and PNG figures in one output directory (every file written atomically).
     comparisons.csv   the same for the Fig 6 / 4 / 5 comparisons; sweep.csv the sweep's points
     heldout.csv       held-out bits per byte per stage and source (when the evaluation measured it)
     winrates.csv      one row per judged pair (when win-rate files are given)
+    dynamics.csv      the scores at every scored checkpoint along each arm (codemix/analysis/dynamics.py)
     figures/          loss_curves.png (validation loss per source along each arm), score_<name>.png,
-                      sweep.png (the code-fraction sweep against its 0% model)"""
+                      sweep.png (the code-fraction sweep against its 0% model), dynamics.png"""
 
 import json
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from codemix.analysis.bootstrap import Interval
 from codemix.analysis.comparison_sections import comparison_sections, comparisons_csv, sweep_csv
 from codemix.analysis.comparisons import StudyComparisons, build_comparisons
 from codemix.analysis.curves import curves_by_arm
+from codemix.analysis.dynamics import dynamics_csv, dynamics_lines, training_dynamics
 from codemix.analysis.findings import findings, findings_lines, significance_lines
 from codemix.analysis.formatting import (DELTA_COLUMNS, TABLE_BPB, blank, delta_header, delta_records, delta_text,
                                          fmt_tokens, interval_over, is_seeded, mean_and_spread, pct, seed_list,
                                          to_csv)
-from codemix.analysis.plots import loss_curves_figure, score_figure, sweep_figure
+from codemix.analysis.plots import dynamics_figure, loss_curves_figure, score_figure, sweep_figure
 from codemix.analysis.runs import StageRun, find_stages, latest_per_stage
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions, Row, build_rows
 from codemix.analysis.winrates import WinRate, read_winrates
@@ -63,6 +65,8 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
     figures = [loss_curves_figure({arm: curves[arm] for arm in arms}, out / FIGURES / "loss_curves.png")]
     figures += [score_figure(rows, score, out / FIGURES / f"score_{score}.png") for score in SCORES]
     figures.append(sweep_figure(study.sweep, out / FIGURES / "sweep.png"))
+    dynamics = training_dynamics(stages)
+    figures.append(dynamics_png := dynamics_figure(dynamics, out / FIGURES / "dynamics.png"))
     figures = [f for f in figures if f is not None]
     files = [write_text_atomic(out / "table2.csv", _table_csv(rows)), write_text_atomic(out / "deltas.csv", _deltas_csv(rows))]
     if is_seeded(rows):
@@ -75,14 +79,17 @@ def build_report(run_dirs: list[Path], out: Path, baseline: str | None = None, w
         files.append(write_text_atomic(out / "heldout.csv", _heldout_csv(rows)))
     if winrates:
         files.append(write_text_atomic(out / "winrates.csv", _winrates_csv(winrates)))
-    markdown = _markdown(rows, study, winrates, [f.relative_to(out) for f in figures], run_dirs, options, superseded)
+    if dynamics:
+        files.append(write_text_atomic(out / "dynamics.csv", dynamics_csv(dynamics)))
+    markdown = _markdown(rows, study, winrates, [f.relative_to(out) for f in figures], run_dirs, options, superseded,
+                         dynamics_lines(dynamics, dynamics_png and dynamics_png.relative_to(out)))
     files.append(write_text_atomic(out / "report.md", markdown))
     return Report(out, rows, study, winrates, files + figures)
 
 
 # ---- markdown ----------------------------------------------------------------------------------------
 def _markdown(rows: list[Row], study: StudyComparisons, winrates: list[WinRate], figures: list[Path],
-              run_dirs: list[Path], options: BootstrapOptions, superseded: list[StageRun]) -> str:
+              run_dirs: list[Path], options: BootstrapOptions, superseded: list[StageRun], dynamics: list[str]) -> str:
     arms = list(dict.fromkeys(row.run.arm for row in rows))
     baselines = list(dict.fromkeys(row.baseline.run.arm for row in rows if row.baseline is not None))
     seeded = is_seeded(rows)
@@ -132,6 +139,7 @@ def _markdown(rows: list[Row], study: StudyComparisons, winrates: list[WinRate],
                   + " | ".join(delta_text(s, row.deltas.get(s)) for s in DELTA_COLUMNS) + " |"
                   for row in rows if row.deltas]
     lines += comparison_sections(study, options)
+    lines += dynamics
     sources = _heldout_sources(rows)
     if sources:
         lines += ["", "## Held-out bits per byte", "",

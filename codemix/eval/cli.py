@@ -1,6 +1,7 @@
 """`codemix eval`: score a checkpoint on the study's benchmarks, or compare two by win-rate.
 
     codemix eval CHECKPOINT_OR_STAGE_DIR [--suite paper] [--tasks a,b] [--limit N] [--out F] ...
+    codemix eval STAGE_DIR --checkpoints all ...   (every snapshot, then final/; scored ones reused)
     codemix eval winrate A B [--prompts FILE] --judge URL|local:CHECKPOINT [--judge-model M] ...
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from codemix.paths import reports_dir
 
 WINRATE = "winrate"
+CHECKPOINTS = ("final", "all")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +53,10 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="score only the first N examples of each task")
     parser.add_argument("--code-limit", type=int, help="the first N of each code task instead (default: --limit)")
     parser.add_argument("--out", type=Path, help="results JSON (default: <stage dir>/eval/results.json)")
+    parser.add_argument("--checkpoints", choices=CHECKPOINTS, default="final",
+                        help="all: every snapshot of the stage (snapshots/tokens-N/, results in "
+                             "eval/snapshots/tokens-N.json) and final/, reusing results that scored the same "
+                             "weights with the same options and tasks")
     parser.add_argument("--num-fewshot", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -87,20 +93,26 @@ def _say(message: str) -> None:
 
 
 def run_eval(args: argparse.Namespace, command: list[str]) -> int:
+    from codemix.errors import ConfigError
     from codemix.eval.harness import evaluate
-    from codemix.eval.results import check_results_path, resolve_target
+    from codemix.eval.results import check_results_path, resolve_target, scored_alike, stage_checkpoints
     from codemix.eval.runner import EvalOptions, check_limits
     from codemix.sandbox import Limits, Sandbox
     from codemix.eval.tasks.registry import resolve_tasks
     from codemix.eval.tasks.user import load_user_task
 
     check_limits(args.limit, args.code_limit)
+    every = args.checkpoints == "all"
+    if every and args.out is not None:
+        raise ConfigError(f"--out {args.out}: --checkpoints all writes one results file per checkpoint "
+                          "(eval/snapshots/tokens-N.json and eval/results.json in the stage directory)")
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    target = resolve_target(args.target)
-    check_results_path(args.out or target.default_results)
+    targets = stage_checkpoints(args.target) if every else [resolve_target(args.target)]
+    for target in targets:
+        check_results_path(args.out or target.default_results)
     user_tasks = [load_user_task(path) for path in args.task_file]
     tasks = resolve_tasks(args.suite, args.tasks, user_tasks)
     limits = Limits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)))
@@ -108,16 +120,24 @@ def run_eval(args: argparse.Namespace, command: list[str]) -> int:
                           batch_size=args.batch_size,
                           code_samples=args.code_samples, code_temperature=args.code_temperature,
                           pass_ks=args.pass_k, sandbox=Sandbox(limits, workers=args.workers))
-    results = evaluate(target, tasks, options, command, out=args.out, corpus=args.corpus,
-                       heldout_samples=args.heldout_samples, device=args.device, progress=_say)
-    for name, value in results["aggregate"].items():
-        score = value["score"]
-        _say(f"{name:>10}: {'n/a' if score is None else f'{100 * score:.1f}%'}"
-             + (f"  (missing: {', '.join(value['missing'])})" if value.get("missing") else ""))
-    if results["failed"]:
-        _say(f"failed tasks: {', '.join(results['failed'])}")
-        return 1
-    return 0
+    failed = False
+    for number, target in enumerate(targets, start=1):
+        name = target.weights_dir.name  # final, or tokens-N for a snapshot
+        if len(targets) > 1:
+            _say(f"== checkpoint {number}/{len(targets)}: {name}")
+        if every and scored_alike(target, options.recorded(), [task.name for task in tasks]):
+            _say(f"{name}: reusing {target.default_results}")
+            continue
+        results = evaluate(target, tasks, options, command, out=args.out, corpus=args.corpus,
+                           heldout_samples=args.heldout_samples, device=args.device, progress=_say)
+        for category, value in results["aggregate"].items():
+            score = value["score"]
+            _say(f"{category:>10}: {'n/a' if score is None else f'{100 * score:.1f}%'}"
+                 + (f"  (missing: {', '.join(value['missing'])})" if value.get("missing") else ""))
+        if results["failed"]:
+            _say(f"failed tasks: {', '.join(results['failed'])}")
+            failed = True
+    return 1 if failed else 0
 
 
 def run_winrate(args: argparse.Namespace, command: list[str]) -> int:

@@ -35,6 +35,12 @@ class EvalOptions:
         if 1 not in self.pass_ks or max(self.pass_ks) > self.code_samples:
             raise ConfigError(f"pass_ks {self.pass_ks} must include 1 and not exceed code_samples={self.code_samples}")
 
+    def recorded(self) -> dict:
+        """The options a results file records (its "options"): what makes two evaluations' scores alike."""
+        return {"num_fewshot": self.num_fewshot, "seed": self.seed, "limit": self.limit,
+                "code_limit": self.code_limit, "code_samples": self.code_samples,
+                "code_temperature": self.code_temperature, "pass_ks": list(self.pass_ks)}
+
 
 def check_limits(limit: int | None, code_limit: int | None) -> None:
     """--limit and --code-limit: None (every example) or at least 1."""

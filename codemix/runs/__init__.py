@@ -14,6 +14,7 @@
                                 retrained are replaced by the resumed ones
         attempts.json           when each start began and from which step
         eval/results.json       `codemix eval`'s scores of final/
+        eval/snapshots/tokens-N.json  its scores of snapshots/tokens-N/ (`codemix eval STAGE --checkpoints all`)
         lineage.json            written last: its "completed": true makes the stage reusable
     <runs>/_stages/<identity>   symlink to the stage directory that completed with that identity, so
                                 another recipe sharing the stage finds it without retraining it

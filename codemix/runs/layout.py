@@ -18,6 +18,8 @@ METRICS = "metrics.csv"
 RESULTS = Path("eval") / "results.json"
 CHECKPOINTS = "checkpoints"
 SNAPSHOTS = "snapshots"
+SNAPSHOT_PREFIX = "tokens-"
+SNAPSHOT_RESULTS = Path("eval") / SNAPSHOTS  # codemix eval's scores of each snapshot
 LAST_CHECKPOINT = "last.ckpt"
 PREVIOUS_CHECKPOINT = "previous.ckpt"  # the one before last.ckpt (codemix.train.resume)
 STAGE_INDEX = "_stages"  # runs/_stages/<identity>: the index of completed stages, not a recipe
@@ -55,7 +57,11 @@ class StageDir:
 
     def snapshot(self, tokens: int) -> Path:
         """The weights-only snapshot taken after `tokens` tokens of the stage (zero-padded: sorts by name)."""
-        return self.snapshots / f"tokens-{tokens:015d}"
+        return self.snapshots / f"{SNAPSHOT_PREFIX}{tokens:015d}"
+
+    def snapshot_results(self, tokens: int) -> Path:
+        """`codemix eval`'s scores of snapshot(tokens): eval/snapshots/tokens-N.json, beside final/'s."""
+        return self.path / SNAPSHOT_RESULTS / f"{self.snapshot(tokens).name}.json"
 
     @property
     def logs(self) -> Path:
@@ -101,6 +107,13 @@ def _read_attempts(path: Path) -> list[dict]:
 
 def stage_dir(recipe_name: str, stage_name: str, identity: str, home: Home = None) -> StageDir:
     return StageDir(runs_dir(home) / recipe_name / f"{stage_name}-{identity}")
+
+
+def snapshot_tokens(name: str) -> int | None:
+    """The tokens a snapshot folder (tokens-N) or its results file (tokens-N.json) is named by; None
+    for any other name."""
+    digits = name.removeprefix(SNAPSHOT_PREFIX).removesuffix(".json")
+    return int(digits) if name.startswith(SNAPSHOT_PREFIX) and digits.isdigit() else None
 
 
 def is_stage_dir(path: Path) -> bool:
