@@ -17,37 +17,45 @@ from safetensors.torch import load_file
 from codemix.train.run import train_recipe
 from test_train_ddp import LAUNCHERS, STAGE, _curve
 from test_train_resume import ENV
-from test_train_stages import write_recipe
+from test_train_stages import COOLDOWN, STEP_TOKENS, write_recipe
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["torchrun"])  # Lightning's own launch: the kill test below
 def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_path, launcher):
-    recipe = write_recipe(tmp_path, "fsdp2", small_corpus, {"init": {**STAGE, "optimizer": {"lr": 3.0e-3, "grad_clip": 0.5}}})
-    (single,) = train_recipe(recipe, home=tmp_path / "one", command="pytest")
+    """Both stages: the init, and a cooldown that continues from its AdamW moments (each rank loads its
+    shard of them)."""
+    cooldown = {**COOLDOWN, "tokens": 4 * STEP_TOKENS, "micro_batch": 2,
+                "init_from": {"ref": "stage:init", "load_optimizer": True}}
+    recipe = write_recipe(tmp_path, "fsdp2", small_corpus, {
+        "init": {**STAGE, "optimizer": {"lr": 3.0e-3, "grad_clip": 0.5}}, "cool": cooldown})
+    single = train_recipe(recipe, home=tmp_path / "one", command="pytest")
 
     command = [*LAUNCHERS[launcher], "train", "--home", str(tmp_path / "two"), str(recipe),
                "trainer.devices=2", "trainer.strategy=fsdp2"]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (double,) = (tmp_path / "two" / "runs" / "fsdp2").glob("init-*")
-    assert double.name == single.dir.path.name  # the strategy is not part of the identity
-
-    lineage = json.loads((double / "lineage.json").read_text())
-    assert lineage["trainer"]["world_size"] == 2 and lineage["trainer"]["strategy"] == "fsdp2"
-    assert lineage["tokens_per_source"] == single.lineage.tokens_per_source
-    for key in ("train/loss", "val/loss/markup_pydocs"):
-        one, two = _curve(single.dir.path, key), _curve(double, key)
-        assert len(one) == len(two) > 0
-        assert two == pytest.approx(one, rel=1e-4), key
-    weights_one = load_file(single.dir.final / "model.safetensors")
-    weights_two = load_file(double / "final" / "model.safetensors")
-    assert weights_two.keys() == weights_one.keys()
-    gathered = load_file(double / "snapshots" / single.dir.snapshot(STAGE["tokens"]).name / "model.safetensors")
-    for name, tensor in weights_two.items():  # the snapshot at the last step, gathered from the shards
+    for one in single:
+        (double,) = (tmp_path / "two" / "runs" / "fsdp2").glob(f"{one.name}-*")
+        assert double.name == one.dir.path.name  # the strategy is not part of the identity
+        lineage = json.loads((double / "lineage.json").read_text())
+        assert lineage["trainer"]["world_size"] == 2 and lineage["trainer"]["strategy"] == "fsdp2"
+        assert lineage["tokens_per_source"] == one.lineage.tokens_per_source
+        for key in ("train/loss", "val/loss/markup_pydocs"):
+            curve_one, curve_two = _curve(one.dir.path, key), _curve(double, key)
+            assert len(curve_one) == len(curve_two) > 0
+            assert curve_two == pytest.approx(curve_one, rel=1e-4), (one.name, key)
+        weights_one = load_file(one.dir.final / "model.safetensors")
+        weights_two = load_file(double / "final" / "model.safetensors")
+        assert weights_two.keys() == weights_one.keys()
+        for name, tensor in weights_one.items():
+            torch.testing.assert_close(weights_two[name], tensor, rtol=1e-3, atol=1e-4)
+    init = single[0].dir
+    gathered = load_file(tmp_path / "two" / "runs" / "fsdp2" / init.path.name / "snapshots"
+                         / init.snapshot(STAGE["tokens"]).name / "model.safetensors")
+    final_two = load_file(tmp_path / "two" / "runs" / "fsdp2" / init.path.name / "final" / "model.safetensors")
+    for name, tensor in final_two.items():  # the snapshot at the last step, gathered from the shards
         torch.testing.assert_close(gathered[name], tensor)
-    for name, tensor in weights_one.items():
-        torch.testing.assert_close(weights_two[name], tensor, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.slow

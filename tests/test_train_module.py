@@ -88,7 +88,7 @@ def test_optimizer_moments_come_from_the_parent_hyper_parameters_from_the_stage(
     other = Decoder(replace(CFG, tie_embeddings=False))  # its untied head is one more decayed matrix
     mismatched = torch.optim.AdamW(parameter_groups(other, 0.1))
     with pytest.raises(ValueError, match="parameter groups of sizes"):
-        load_optimizer_moments(mismatched, saved)
+        load_optimizer_moments(other, mismatched, saved)
 
 
 class _Unpicklable:

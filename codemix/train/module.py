@@ -13,6 +13,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 from torch.optim.lr_scheduler import LambdaLR
 
 from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
@@ -108,7 +109,7 @@ class CodemixLM(pl.LightningModule):
                                       betas=tuple(cfg.betas), eps=cfg.eps,
                                       fused=self.device.type == "cuda")  # one kernel for all parameters
         if self._init_optimizer_state is not None:
-            load_optimizer_moments(optimizer, self._init_optimizer_state)
+            load_optimizer_moments(self.model, optimizer, self._init_optimizer_state)
         peak = cfg.lr
         schedule = LambdaLR(optimizer, lambda step: lr_at(step, self.total_steps, self.schedule, peak) / peak)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -180,12 +181,22 @@ class CodemixLM(pl.LightningModule):
         self.tokens_seen = torch.tensor(list(saved.values()), dtype=torch.long)
 
 
-def load_optimizer_moments(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
-    """Continue from a parent's AdamW moments and step counts while keeping this stage's
-    hyper-parameters (lr, betas, eps, weight decay): only the per-parameter state is taken."""
-    current = optimizer.state_dict()
+def load_optimizer_moments(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Continue from a parent's AdamW moments and step counts (a full, position-keyed optimizer state
+    as every codemix checkpoint holds) while keeping this stage's hyper-parameters (lr, betas, eps,
+    weight decay): only the per-parameter state is taken. Under FSDP2 each rank keeps its shard of
+    every moment (torch's set_optimizer_state_dict re-keys by parameter name and slices)."""
     saved_sizes = [len(g["params"]) for g in saved["param_groups"]]
-    current_sizes = [len(g["params"]) for g in current["param_groups"]]
+    current_sizes = [len(g["params"]) for g in optimizer.param_groups]
     if saved_sizes != current_sizes:
         raise ValueError(f"parent optimizer has parameter groups of sizes {saved_sizes}, this model {current_sizes}")
-    optimizer.load_state_dict({"state": saved["state"], "param_groups": current["param_groups"]})
+    name_of = {id(param): name for name, param in model.named_parameters()}
+    # Saved ids pair with this optimizer's parameters group by group, as Optimizer.load_state_dict
+    # pairs them: a state gathered from FSDP2 numbers parameters in model order, not group order.
+    named = {saved_id: name_of[id(param)] for old, new in zip(saved["param_groups"], optimizer.param_groups)
+             for saved_id, param in zip(old["params"], new["params"])}
+    groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [name_of[id(p)] for p in group["params"]]}
+              for group in optimizer.param_groups]
+    state = {named[saved_id]: moments for saved_id, moments in saved["state"].items()}
+    set_optimizer_state_dict(model, optimizer, {"state": state, "param_groups": groups},
+                             options=StateDictOptions(full_state_dict=True))
