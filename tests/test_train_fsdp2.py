@@ -14,7 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from codemix.model.transformer import Decoder
+from codemix.train.module import parameter_groups
 from codemix.train.run import train_recipe
+from codemix.train.stages import read_training_checkpoint, weights_from_checkpoint
 from test_train_ddp import LAUNCHERS, STAGE, _curve
 from test_train_resume import ENV
 from test_train_stages import COOLDOWN, STEP_TOKENS, write_recipe
@@ -25,7 +28,7 @@ from test_train_stages import COOLDOWN, STEP_TOKENS, write_recipe
 def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_path, launcher):
     """Both stages: the init, and a cooldown that continues from its AdamW moments (each rank loads its
     shard of them)."""
-    cooldown = {**COOLDOWN, "tokens": 4 * STEP_TOKENS, "micro_batch": 2,
+    cooldown = {**COOLDOWN, "tokens": 12 * STEP_TOKENS, "micro_batch": 2,  # 8 + 12 = 20 steps
                 "init_from": {"ref": "stage:init", "load_optimizer": True}}
     recipe = write_recipe(tmp_path, "fsdp2", small_corpus, {
         "init": {**STAGE, "optimizer": {"lr": 3.0e-3, "grad_clip": 0.5}}, "cool": cooldown})
@@ -56,6 +59,22 @@ def test_two_fsdp2_processes_reproduce_the_single_process_run(small_corpus, tmp_
     final_two = load_file(tmp_path / "two" / "runs" / "fsdp2" / init.path.name / "final" / "model.safetensors")
     for name, tensor in final_two.items():  # the snapshot at the last step, gathered from the shards
         torch.testing.assert_close(gathered[name], tensor)
+
+    # The weight-decay groups hold the same parameters, by name, as on one rank (a gathered FSDP2 state
+    # numbers parameters in model order; one process's in group order).
+    cfg, _ = weights_from_checkpoint(init.last_checkpoint)
+    model = Decoder(cfg)
+    in_model_order = [name for name, _ in model.named_parameters()]
+    name_of = {id(param): name for name, param in model.named_parameters()}
+    expected = [({name_of[id(p)] for p in group["params"]}, group["weight_decay"])
+                for group in parameter_groups(model, single[0].lineage.stage_config["optimizer"]["weight_decay"])]
+    saved = read_training_checkpoint(tmp_path / "two" / "runs" / "fsdp2" / init.path.name / "checkpoints" / "last.ckpt")
+    (optimizer,) = saved["optimizer_states"]
+    assert [({in_model_order[i] for i in group["params"]}, group["weight_decay"])
+            for group in optimizer["param_groups"]] == expected
+    shapes = dict(model.named_parameters())
+    for index, moments in optimizer["state"].items():  # whole moments, gathered from the shards
+        assert moments["exp_avg"].shape == shapes[in_model_order[index]].shape
 
 
 @pytest.mark.slow
