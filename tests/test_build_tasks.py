@@ -19,7 +19,7 @@ from corpus_fixtures import corpus_bytes
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import Corpus
-from codemix.data import tasks
+from codemix.data import sources, tasks
 from codemix.data.tasks import PackSlice
 
 
@@ -56,7 +56,7 @@ def test_slices_dedup_across_sources_and_workers_do_not_change_the_output(tmp_pa
     assert not list(two.glob(".build*"))  # the work folder goes once the corpus is complete
 
 
-def test_each_slice_is_read_and_tokenized_once_and_only_built_sources_are_tokenized(tmp_path: Path,
+def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_built_sources_tokenized(tmp_path: Path,
                                                                                     monkeypatch: pytest.MonkeyPatch):
     trained = build_corpus(load_data_spec(write_sources(tmp_path / "in")), tmp_path / "trained", processes=1,
                            progress=lambda _: None)
@@ -64,16 +64,24 @@ def test_each_slice_is_read_and_tokenized_once_and_only_built_sources_are_tokeni
     spec = load_data_spec(tmp_path / "in" / "data.yaml")
     spec = replace(spec, tokenizer=replace(spec.tokenizer, path=str(tmp_path / "tokenizer.json")))  # b's changes leave it
     reads: list[tuple[str, int]] = []
-    original = tasks.read_source
+    listings: list[str] = []
+    read, listing = tasks.read_source, sources.source_files
 
-    def counting_read(source, stats, part):
+    def counting_read(source, stats, part, files=None):
         reads.append((source.name, part.index))
-        return original(source, stats, part)
+        return read(source, stats, part, files)
+
+    def counting_listing(source):
+        listings.append(source.name)
+        return listing(source)
 
     monkeypatch.setattr(tasks, "read_source", counting_read)  # one worker: the tasks run in this process
+    monkeypatch.setattr(tasks, "source_files", counting_listing)
+    monkeypatch.setattr(sources, "source_files", counting_listing)
     out = build_corpus(spec, tmp_path / "out", processes=1, progress=lambda _: None)
     slices = {name: Corpus.open(out).manifest(name)["tasks"] for name in ("a", "b")}
     assert sorted(reads) == sorted((name, k) for name, count in slices.items() for k in range(count))
+    assert sorted(listings) == ["a", "b"]  # each source's files listed once, by the build, not by each task
 
     # rebuilding b alone: a is scanned again (its texts come first) but neither packed nor tokenized
     reads.clear()

@@ -36,7 +36,14 @@ from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FI
 from codemix.data.shards import EncodeSettings
 from codemix.data.sources import ReadStats, check_readable, read_source
 from codemix.data.executors import Executor, LocalExecutor
-from codemix.data.tasks import COUNTS_FILE, BuildPlan, plan_slices, remove_task_data, write_plan_note
+from codemix.data.tasks import (
+    COUNTS_FILE,
+    BuildPlan,
+    plan_slices,
+    remove_task_data,
+    write_plan_note,
+    write_slice_files,
+)
 from codemix.data.tokenizer import (
     file_hash,
     load_tokenizer,
@@ -179,7 +186,8 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
         invalidate()
     # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
     scanned = (list(range(max(todo) + 1)) if spec.dedup or _near(spec) else todo) if todo else []
-    tasks = tuple(plan_slices(spec, scanned))
+    tasks, files = plan_slices(spec, scanned)
+    tasks = tuple(tasks)
     work = out / f".build-{_hash({'sources': [expected[spec.sources[i].name] for i in todo], 'tasks': repr(tasks), 'tokenizer': tokenizer_hash})}"
     for stale in out.glob(".build-*"):  # an earlier plan's work folder (builds write only under their own)
         if stale != work or not todo:
@@ -189,6 +197,7 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
         return
     plan = BuildPlan(spec, str(work), tasks, frozenset(todo), settings)
     write_plan_note(plan)
+    write_slice_files(plan, files)
     started = time.time()
 
     def finish() -> None:

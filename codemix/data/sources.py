@@ -74,10 +74,13 @@ class Slice:
 WHOLE = Slice()
 
 
-def read_source(spec: SourceSpec, stats: ReadStats, part: Slice = WHOLE) -> Iterator[Document]:
-    """Yield the documents of `part` of the source's files lazily; `stats` is updated as they are read."""
+def read_source(spec: SourceSpec, stats: ReadStats, part: Slice = WHOLE, files: list[Path] | None = None
+                ) -> Iterator[Document]:
+    """Yield the documents of `part` of the source's files lazily; `stats` is updated as they are read.
+    `files`: the part's files, when they were listed already (`slice_files`: a build lists every source
+    once, not once per task), instead of listing the source's files here."""
     reader = spec.reader
-    records = _RECORD_READERS[reader.type](spec, stats, part)
+    records = _RECORD_READERS[reader.type](spec, stats, slice_files(spec, part) if files is None else files)
     split = re.compile(reader.split_on) if reader.split_on is not None else None
     for text, origin, language in records:
         for part, part_origin in [(text, origin)] if split is None else _split(text, origin, split):
@@ -248,12 +251,15 @@ def _decode(raw: bytes, stats: ReadStats, split: bool = False) -> str | None:
 Record = tuple[str, str, str | None]  # text, origin, language
 
 
-def _sliced(spec: SourceSpec, part: Slice) -> list[tuple[str, Path]]:
-    return source_files(spec)[part.index :: part.count]
+def slice_files(spec: SourceSpec, part: Slice = WHOLE) -> list[Path]:
+    """The files of `part` of the source (none for the readers that read no list of files)."""
+    if spec.reader.type in UNSLICEABLE_READERS:
+        return []
+    return [path for _key, path in source_files(spec)[part.index :: part.count]]
 
 
-def _read_files(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
-    for _key, path in _sliced(spec, part):
+def _read_files(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
+    for path in files:
         stats.files += 1
         with _open(path) as handle:
             text = _decode(handle.read(), stats, split=spec.reader.split_on is not None)
@@ -261,9 +267,9 @@ def _read_files(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Rec
             yield text, str(path), language_of(path)
 
 
-def _read_jsonl(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
+def _read_jsonl(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
     field = spec.reader.text_field
-    for _key, path in _sliced(spec, part):
+    for path in files:
         stats.files += 1
         with _open(path) as handle:
             for n, line in enumerate(handle):
@@ -284,11 +290,11 @@ def _read_jsonl(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Rec
                     yield value, f"{path}#{n}", None
 
 
-def _read_parquet(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
+def _read_parquet(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     field = spec.reader.text_field
-    for _key, path in _sliced(spec, part):
+    for path in files:
         stats.files += 1
         parquet = pq.ParquetFile(path)
         _require_column(parquet.schema_arrow.names, field, spec, path)
@@ -301,7 +307,7 @@ def _read_parquet(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[R
                 n += 1
 
 
-def _read_hf_disk(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
+def _read_hf_disk(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
     """A `datasets.save_to_disk` folder: Arrow IPC *stream* files listed in state.json."""
     import pyarrow as pa
 
@@ -334,7 +340,7 @@ def _arrow_files(folder: Path, spec: SourceSpec) -> list[Path]:
     return [folder / entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
 
 
-def _read_command(spec: SourceSpec, stats: ReadStats, part: Slice) -> Iterator[Record]:
+def _read_command(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
     command = spec.reader.command
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)

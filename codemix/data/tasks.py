@@ -93,31 +93,52 @@ class BuildPlan:
     def tokens_dir(self, task: Task) -> Path:
         return self._slice_dir("tokens", task)
 
+    def files_path(self, task: Task) -> Path:
+        return self._slice_dir("files", task).with_suffix(".json")
+
+    def slice_files(self, task: Task) -> list[Path]:
+        return [Path(path) for path in json.loads(self.files_path(task).read_text())]
+
     def _slice_dir(self, what: str, task: Task) -> Path:
         return Path(self.work) / what / self.spec.sources[task.source].name / f"{task.part.index:05d}"
 
 
-def plan_slices(spec: DataSpec, sources: list[int]) -> list[Task]:
-    """The scan/pack tasks of `sources`: one slice per `task_bytes` of their input files."""
-    tasks = []
+def plan_slices(spec: DataSpec, sources: list[int]) -> tuple[list[Task], dict[Task, list[Path]]]:
+    """The scan/pack tasks of `sources`, one slice per `task_bytes` of their input files, and each
+    slice's files: the sources are listed here, once, not by each of their tasks."""
+    tasks, files = [], {}
     for i in sources:
         source = spec.sources[i]
+        listed = [] if source.reader.type in UNSLICEABLE_READERS else source_files(source)
         count = 1
-        if source.max_bytes is None and source.reader.type not in UNSLICEABLE_READERS:
-            files = source_files(source)
-            size = sum(path.stat().st_size for _, path in files)
-            count = max(1, min(len(files), math.ceil(size / spec.task_bytes)))
-        tasks.extend(Task(i, Slice(k, count)) for k in range(count))
-    return tasks
+        if source.max_bytes is None and listed:
+            size = sum(path.stat().st_size for _, path in listed)
+            count = max(1, min(len(listed), math.ceil(size / spec.task_bytes)))
+        for k in range(count):
+            task = Task(i, Slice(k, count))
+            tasks.append(task)
+            files[task] = [path for _, path in listed[k::count]]
+    return tasks, files
 
 
-def slice_documents(source: SourceSpec, part: Slice, stats: ReadStats, cleaner: Cleaner) -> Iterator[str]:
+def write_slice_files(plan: BuildPlan, files: dict[Task, list[Path]]) -> None:
+    """Each slice's files, for its scan task. A resumed build keeps the lists it started with, so its
+    remaining tasks read what the finished ones were planned with."""
+    for task, paths in files.items():
+        listing = plan.files_path(task)
+        if not listing.is_file():
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(listing, [str(path) for path in paths])
+
+
+def slice_documents(source: SourceSpec, part: Slice, stats: ReadStats, cleaner: Cleaner,
+                    files: list[Path] | None = None) -> Iterator[str]:
     """The slice's documents that pass cleaning, until its byte cap, as the scan task reads them: a
     position in this sequence names a document in the hash buckets, the drop lists and the token
     store. Only a capped source (one slice, at most max_bytes) removes its own duplicates here, in
     memory: its cap counts the documents it keeps; every other duplicate is found by the bucket pass."""
     kept = 0
-    for doc in read_source(source, stats, part):
+    for doc in read_source(source, stats, part, files):
         if cleaner.keep(doc, source.name):
             yield doc.text
             kept += len(doc.text.encode("utf-8"))
@@ -155,7 +176,7 @@ class ScanSlice(_PlanStep):
         tokens = TokenWriter(plan.tokens_dir(task), plan.settings) if task.source in plan.build else None
         stats, cleaner = ReadStats(), slice_cleaner(plan.spec, source)
         rows = []
-        for position, text in enumerate(slice_documents(source, task.part, stats, cleaner)):
+        for position, text in enumerate(slice_documents(source, task.part, stats, cleaner, plan.slice_files(task))):
             if tokens is not None:
                 tokens.add(text)
             if plan.spec.dedup:
