@@ -69,7 +69,8 @@ def save_stage_checkpoint(trainer: "pl.Trainer", last: Path) -> None:
 
 
 def rotate(fresh: Path, last: Path) -> None:
-    fsync_tree(fresh) if fresh.is_dir() else None  # DCP fsyncs its shards; rank 0's meta.pt is not
+    if fresh.is_dir():
+        fsync_tree(fresh)  # DCP fsyncs its shards; rank 0's meta.pt it does not
     previous = last.with_name(PREVIOUS_CHECKPOINT)
     if last.exists():
         retire(previous)
