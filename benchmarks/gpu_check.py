@@ -6,7 +6,8 @@ H100/H200; JSON into benchmarks/results/gpu_check.json).
 2. model: the 470m preset (256k vocabulary, seq 8,192) at micro-batch 1, 2 and 4 with the chunked
    loss and bf16 autocast: measured peak memory (torch.cuda.max_memory_allocated) next to
    codemix.model.memory's estimate, tokens/s and MFU over a few optimizer steps (fused AdamW).
-3. fsdp2: CodemixLM under Lightning's ModelParallelStrategy (FSDP2, bf16 parameters) on one GPU.
+3. fsdp2: CodemixLM under codemix's FSDP2 strategy (ModelParallelStrategy, bf16 parameters) on one GPU, its
+   sharded torch.distributed.checkpoint save (size, seconds) and a resume from it.
 4. export: the Hugging Face export's logits on CUDA against the codemix model's.
 
 Needs torch, lightning, safetensors, tokenizers and transformers (the device image has them) plus
@@ -120,29 +121,45 @@ def _train_steps(cfg: ModelConfig, device: torch.device, micro_batch: int, seq: 
 
 
 def check_fsdp2(device: torch.device, shape: dict) -> dict:
-    """CodemixLM sharded by Lightning's ModelParallelStrategy on one device for a few steps."""
+    """CodemixLM sharded by codemix's FSDP2 strategy (Lightning's ModelParallelStrategy) on one device for
+    a few steps; then its sharded torch.distributed.checkpoint save, and a resume from it for one step."""
     import lightning.pytorch as pl
-    from lightning.pytorch.strategies import ModelParallelStrategy
 
     from codemix.config.recipe_schema import OptimizerSection, ScheduleSection
     from codemix.train.module import CodemixLM
+    from codemix.train.sharded_checkpoint import ShardedStrategy, sharded_problem
 
     cfg = preset("tiny" if device.type == "cpu" else "470m", vocab_size=shape["vocab"],
                  max_seq_len=max(shape["seq"], 128))
     seq, steps = min(shape["seq"], 2048), shape["steps"]
-    module = CodemixLM(cfg, OptimizerSection(lr=1e-4), ScheduleSection(kind="constant", warmup=0), steps + 1, ["all"], seq,
-                       sharded=True, bf16_parameters=device.type == "cuda")
     samples = [{"input_ids": torch.randint(0, cfg.vocab_size, (seq + 1,)), "source_id": torch.tensor(0)}
                for _ in range(steps)]
     batches = torch.utils.data.DataLoader(samples, batch_size=1)
-    trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, precision="bf16-mixed" if device.type == "cuda" else "32-true",
-                         strategy=ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=1))
+
+    def fit(max_steps: int, ckpt_path: Path | None = None) -> pl.Trainer:
+        module = CodemixLM(cfg, OptimizerSection(lr=1e-4), ScheduleSection(kind="constant", warmup=0), steps + 1,
+                           ["all"], seq, sharded=True, bf16_parameters=device.type == "cuda")
+        trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=max_steps, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, limit_val_batches=0,
+                             precision="bf16-mixed" if device.type == "cuda" else "32-true",
+                             strategy=ShardedStrategy(world_size=1))
+        trainer.fit(module, train_dataloaders=batches, ckpt_path=ckpt_path)
+        return trainer
+
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=batches)
-    return {"preset": cfg_name(cfg), "seq": seq, "steps": trainer.global_step,
-            "seconds": round(time.perf_counter() - start, 2)}
+    trainer = fit(steps)
+    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        sharded = Path(tmp) / "last.ckpt"
+        start = time.perf_counter()
+        trainer.save_checkpoint(sharded)
+        save_seconds = time.perf_counter() - start
+        size = sum(path.stat().st_size for path in sharded.iterdir())
+        resumed = fit(steps + 1, sharded)
+        return {"preset": cfg_name(cfg), "seq": seq, "steps": trainer.global_step, "seconds": round(seconds, 2),
+                "sharded_checkpoint": {"problem": sharded_problem(sharded), "bytes": size,
+                                       "save_seconds": round(save_seconds, 2), "resumed_to_step": resumed.global_step}}
 
 
 def cfg_name(cfg: ModelConfig) -> str:

@@ -20,4 +20,6 @@ def test_gpu_check_dry_run_records_every_check(tmp_path):
     assert "ms" in result["attention"]["codemix_attention"]
     assert all(row["loss_finite"] and row["estimate_gib"] > 0 for row in result["model"])
     assert result["fsdp2"]["steps"] == 2
+    sharded = result["fsdp2"]["sharded_checkpoint"]  # saved through torch.distributed.checkpoint, resumed
+    assert sharded["problem"] is None and sharded["bytes"] > 0 and sharded["resumed_to_step"] == 3
     assert result["export"]["max_abs_logit_difference"] < 1e-4
