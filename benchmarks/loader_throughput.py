@@ -22,6 +22,7 @@ from bench_corpus import open_bench_corpus, recorded_path  # benchmarks/ is on s
 from codemix.data.corpus import Corpus
 from codemix.data.datamodule import MixtureDataModule
 from codemix.data.mixture import plan_data
+from codemix.data.remote import StreamCache
 
 
 def _natural_stage(corpus: Corpus, micro_batch: int, max_tokens: int) -> dict:
@@ -43,10 +44,10 @@ def _natural_stage(corpus: Corpus, micro_batch: int, max_tokens: int) -> dict:
     }
 
 
-def _time_loader(corpus_path: Path, stage: dict, num_workers: int) -> dict:
+def _time_loader(corpus_path: Path, stage: dict, num_workers: int, cache: StreamCache = StreamCache()) -> dict:
     corpus = Corpus.open(corpus_path)
     plan = plan_data(corpus, stage["mixture"], stage["tokens"], stage["seq_len"], stage["global_batch"])
-    module = MixtureDataModule(plan, stage["micro_batch"], stage["seed"], num_workers=num_workers)
+    module = MixtureDataModule(plan, stage["micro_batch"], stage["seed"], num_workers=num_workers, cache=cache)
     start = time.perf_counter()
     loader = module.train_dataloader()
     first_batch_s, tokens = None, 0
@@ -121,11 +122,17 @@ def measure_loader(
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def loader_arguments(description: str) -> argparse.ArgumentParser:
+    """The corpus and stage arguments of the loader benchmarks."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("corpus", nargs="?", default="quickstart", help="corpus name or path")
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=4_000_000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = loader_arguments(__doc__.splitlines()[0])
     parser.add_argument("--no-training-reference", action="store_true")
     args = parser.parse_args(argv)
     report = measure_loader(

@@ -62,7 +62,8 @@ def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_
                            progress=lambda _: None)
     shutil.copy(trained / "tokenizer.json", tmp_path / "tokenizer.json")
     spec = load_data_spec(tmp_path / "in" / "data.yaml")
-    spec = replace(spec, tokenizer=replace(spec.tokenizer, path=str(tmp_path / "tokenizer.json")))  # b's changes leave it
+    # a tokenizer given, not trained: changing b leaves it, and with it a, as they are
+    spec = replace(spec, tokenizer=replace(spec.tokenizer, path=str(tmp_path / "tokenizer.json")))
     reads: list[tuple[str, int]] = []
     listings: list[str] = []
     read, listing = tasks.read_source, sources.source_files

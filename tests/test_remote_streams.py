@@ -75,7 +75,8 @@ def train_in_process(tmp_path: Path, name: str, corpus: str, cache_limit: str | 
     """`train` in a child process (this file as its script, with its own TMPDIR for streaming's locks)."""
     out = tmp_path / f"{name}.pt"
     (tmp_path / f"{name}-tmp").mkdir()
-    args = [sys.executable, __file__, corpus, str(out), json.dumps({"cache_limit": cache_limit, "predownload": predownload})]
+    settings = json.dumps({"cache_limit": cache_limit, "predownload": predownload})
+    args = [sys.executable, __file__, corpus, str(out), settings]
     try:
         done = subprocess.run(args, env={**os.environ, "TMPDIR": str(tmp_path / f"{name}-tmp")}, capture_output=True,
                               text=True, timeout=TRAIN_TIMEOUT_S)

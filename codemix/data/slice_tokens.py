@@ -78,7 +78,8 @@ class SliceTokens:
         self.docs = np.load(folder / DOCS_FILE)
         size = (folder / TOKENS_FILE).stat().st_size
         # mapped, not loaded: a slice that is a whole source (a capped or unsliceable one) may be large
-        self._tokens = np.memmap(folder / TOKENS_FILE, dtype=settings.dtype, mode="r") if size else np.empty(0, settings.dtype)
+        self._tokens = (np.memmap(folder / TOKENS_FILE, dtype=settings.dtype, mode="r") if size
+                        else np.empty(0, settings.dtype))  # memmap refuses an empty file
         self._ends = np.cumsum(self.docs["tokens"], dtype=np.int64)
 
     def kept(self, dropped: set[int]) -> dict[str, int]:
