@@ -31,10 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     from codemix.config.recipe import load_recipe, value_origins
+    from codemix.config.seeds import seed_runs
 
     recipe = load_recipe(args.recipe, args.overrides)
     origins = value_origins(args.recipe, args.overrides)
-    plan, why_not = _try_plan(recipe, args.home)
+    runs = seed_runs(recipe)  # one per seed when the stages list seeds; the plan shown is the first's
+    plans = [_try_plan(run, args.home) for run in runs]
+    plan, why_not = plans[0]
     print(f"recipe {recipe.name} ({recipe.source_path})")
     for base in recipe.base_chain:
         print(f"  base {base}")
@@ -47,6 +50,10 @@ def run_show(args: argparse.Namespace) -> int:
     for name, stage in recipe.stages.items():
         stage_plan = plan.stage(name) if plan is not None else None
         print(f"\nstage {name}" + (f" [{stage_plan.identity}] -> {stage_plan.run_dir.path}" if stage_plan else ""))
+        for k, (other, _) in enumerate(plans[1:], start=2):
+            if other is not None:
+                seed_plan = other.stage(name)
+                print(f"  seed run {k}: seed {seed_plan.config.seed} [{seed_plan.identity}] -> {seed_plan.run_dir.path}")
         _print_values(f"stages.{name}", dataclasses.asdict(stage), origins, indent="  ")
         if stage_plan is None:
             print(f"  plan: {why_not}")
@@ -93,14 +100,16 @@ def run_plan(args: argparse.Namespace) -> int:
 def _plan_study(directory: Path, overrides: list[str], home) -> int:
     """A directory of recipes as one study: each distinct stage once, with the arms that share it."""
     from codemix.config.recipe import load_recipe, recipe_files
-
+    from codemix.config.seeds import seed_runs
     from codemix.plan.identity import stage_identity
 
     arms: dict[str, list[str]] = {}
     tokens: dict[str, int] = {}
     notes = []
-    for path in recipe_files(directory):
-        recipe = load_recipe(path, overrides)
+    runs = [(run, len(seeded)) for path in recipe_files(directory)
+            for seeded in [seed_runs(load_recipe(path, overrides))] for run in seeded]
+    for recipe, seeds in runs:
+        path = Path(recipe.source_path)
         plan, why_not = _try_plan(recipe, home)
         if plan is not None:
             planned = [(stage.name, stage.identity, stage.tokens) for stage in plan.stages]
@@ -110,7 +119,8 @@ def _plan_study(directory: Path, overrides: list[str], home) -> int:
             planned = [(name, "~" + stage_identity(recipe, name, provisional)[1:], stage.tokens)
                        for name, stage in recipe.stages.items()]
         for name, identity, stage_tokens in planned:
-            arms.setdefault(identity, []).append(f"{recipe.name}/{name}")
+            seed = f" (seed {recipe.stages[name].seed})" if seeds > 1 else ""
+            arms.setdefault(identity, []).append(f"{recipe.name}/{name}{seed}")
             tokens[identity] = stage_tokens
     print(f"study {directory}: {len(arms)} distinct stages, {sum(len(a) for a in arms.values())} arm stages, "
           f"{sum(tokens.values()):,} tokens to train")

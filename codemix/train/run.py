@@ -25,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from codemix._streaming import claim_shm_namespace
 from codemix.config.recipe import load_recipe
 from codemix.config.recipe_schema import StageConfig
+from codemix.config.seeds import seed_runs
 from codemix.data.corpus import TOKENIZER_FILE
 from codemix.data.datamodule import MixtureDataModule
 from codemix.data.mixture import render_share_table, share_table
@@ -86,10 +87,17 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: H
     plan per stage, then the stages."""
     recipe = load_recipe(path, overrides)
     claim_shm_namespace()  # this job's own shared-memory names, before any rank or loader starts
-    plan = plan_recipe(recipe, prepare_corpora(recipe, home, command, say), home)
-    check_memory(recipe, plan.corpus.vocab_size)  # before any stage's compute
-    say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {plan.corpus.name} ({plan.corpus.path})")
-    return train_plan(plan, home, command)
+    corpus_of = prepare_corpora(recipe, home, command, say)
+    runs = seed_runs(recipe)  # one run per seed when the stages list seeds
+    plans = [plan_recipe(run, corpus_of, home) for run in runs]
+    for plan in plans:
+        check_memory(plan.recipe, plan.corpus.vocab_size)  # before any stage's compute
+    results = []
+    for k, plan in enumerate(plans):
+        seeds = f", seed run {k + 1} of {len(plans)}" if len(plans) > 1 else ""
+        say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {plan.corpus.name} ({plan.corpus.path}){seeds}")
+        results += train_plan(plan, home, command)
+    return results
 
 
 def train_plan(plan: RecipePlan, home: Home, command: str, until: str | None = None) -> list[StageResult]:
