@@ -69,3 +69,4 @@ def test_checkpoint_analysis_runs_on_the_smoke_runs(smoke_reproduction: Reproduc
                 "tiny-smoke-balanced-to-text-cooldown-text / cooldown"):
         assert arm in text
     assert "--- code" in text and "text: text_kjv" in text and "image/png" in text
+    assert "training dynamics: " in text  # the scored snapshots, whether or not the study scored any
