@@ -109,7 +109,8 @@ def judge_study(pairs: Sequence[Pair], spec: JudgeSpec, prompts_file: Path | Non
         for run in (pair.a, pair.b):
             if run.identity not in answers:
                 answers[run.identity] = _answers(run, prompts, max_new_tokens)
-        say(f"[judge {number}/{len(stale)}] {pair.kind}: {pair.a.label} vs {pair.b.label}")
+        say(f"[judge {number}/{len(stale)}] {pair.kind}: {pair.a.label} (seed {pair.a.seed}) vs {pair.b.label} "
+            f"(seed {pair.b.seed})")
         result = win_rate(prompts, answers[pair.a.identity], answers[pair.b.identity], judge)
         result.update(command=list(command), judge=spec.to_json(), options=options, comparison=pair.kind,
                       a=checkpoint_identity(resolve_target(pair.a.path)),
