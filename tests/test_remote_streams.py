@@ -52,6 +52,7 @@ def s3_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 TRAIN_TIMEOUT_S = 180  # one tiny stage in a fresh interpreter takes about 10 s on 2 busy cores
+OUTPUT_TAIL = 12_000  # characters of a failed run's output in the failure: every thread's stack
 
 
 def train(corpus: str, cache_limit: str | None = None, predownload: int | None = None) -> tuple[dict, list]:
@@ -82,8 +83,8 @@ def train_in_process(tmp_path: Path, name: str, corpus: str, cache_limit: str | 
                               text=True, timeout=TRAIN_TIMEOUT_S)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"training {name} on {corpus} made no end in {TRAIN_TIMEOUT_S} s; its output ends:\n"
-                    f"{(err.stderr or '')[-3000:]}")
-    assert done.returncode == 0, f"training {name} on {corpus} failed:\n{done.stderr[-3000:]}"
+                    f"{(err.stderr or '')[-OUTPUT_TAIL:]}")
+    assert done.returncode == 0, f"training {name} on {corpus} failed:\n{done.stderr[-OUTPUT_TAIL:]}"
     result = torch.load(out)
     return result["weights"], result["seen"]
 
@@ -182,6 +183,9 @@ def test_cache_settings_are_checked_before_any_training_shard_is_read(s3_server,
 
 if __name__ == "__main__":
     # usage: python test_remote_streams.py CORPUS OUT.pt '{"cache_limit": ..., "predownload": ...}'
+    import faulthandler
+
+    faulthandler.dump_traceback_later(TRAIN_TIMEOUT_S - 20, exit=True)  # a stuck run shows where, then ends
     torch.set_num_threads(1)  # as the test session runs (conftest)
     weights, seen = train(sys.argv[1], **json.loads(sys.argv[3]))
     torch.save({"weights": weights, "seen": seen}, sys.argv[2])

@@ -47,23 +47,30 @@ def fetch_corpus(url: str, cache: Path) -> Path:
     from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, TOKENIZER_FILE
 
     url = url.rstrip("/")
+    try:
+        downloader = CloudDownloader.get(url)  # one client for every file (a client costs ~0.3 s to make)
+    except ValueError as err:
+        raise ConfigError(f"{url}: {err}") from err
 
     def get(relative: str) -> Path:
         local = cache / relative
         try:
-            CloudDownloader.direct_download(f"{url}/{relative}", str(local), DOWNLOAD_TIMEOUT_S)
+            downloader.download(f"{url}/{relative}", str(local), DOWNLOAD_TIMEOUT_S)
         except Exception as err:  # the clients raise their own types (botocore, google, ...)
             raise ConfigError(f"{url}/{relative}: cannot download: {str(err).splitlines()[0]}") from err
         return local
 
-    meta = json.loads(get(CORPUS_FILE).read_text())
-    get(TOKENIZER_FILE)
-    for source in meta["sources"]:
-        get(f"{source['name']}/{MANIFEST_FILE}")
-        get(f"{source['name']}/train/index.json")
-        get(f"{source['name']}/val/index.json")
-        for shard in read_index(cache / source["name"] / "val"):
-            get(f"{source['name']}/val/{shard['raw_data']['basename']}")
+    try:
+        meta = json.loads(get(CORPUS_FILE).read_text())
+        get(TOKENIZER_FILE)
+        for source in meta["sources"]:
+            get(f"{source['name']}/{MANIFEST_FILE}")
+            get(f"{source['name']}/train/index.json")
+            get(f"{source['name']}/val/index.json")
+            for shard in read_index(cache / source["name"] / "val"):
+                get(f"{source['name']}/val/{shard['raw_data']['basename']}")
+    finally:
+        downloader.clean_up()
     (cache / REMOTE_FILE).write_text(json.dumps({"remote": url}))
     return cache
 
