@@ -14,12 +14,19 @@ share an epoch counter, a barrier and shard states, and a loader waits forever i
 of the process that owns the job (the pid and its start time, so a reused pid is not mistaken for
 it); every process of the job (ranks, loader workers) inherits it through CODEMIX_SHM_NAMESPACE, and
 the leftovers of namespaces whose owner is gone (a run killed with -9) are swept.
+
+A shard evicted while awaited. With a cache limit, streaming 0.13's ready thread waits for a sample's
+shard to become local, but if the shard is evicted (another thread made room) after the thread looked
+at it, nobody fetches it again: the ready thread, the download thread (at its predownload window) and
+the loader all sleep forever. `_ready_thread` below is streaming's, except that an awaited shard found
+evicted is prepared again; the sample order does not change (the ready thread only decides when).
 """
 
 import os
 import re
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -33,6 +40,7 @@ import streaming.base.dataset  # noqa: E402
 import streaming.base.shared  # noqa: E402
 import streaming.base.shared.prefix  # noqa: E402
 import streaming.base.util  # noqa: E402
+from streaming.base.dataset import _ShardState  # noqa: E402
 from streaming import LocalDataset, MDSWriter, Stream, StreamingDataLoader, StreamingDataset  # noqa: E402
 
 __all__ = ["streaming", "LocalDataset", "MDSWriter", "Stream", "StreamingDataset", "StreamingDataLoader",
@@ -93,3 +101,24 @@ def sweep_stale_shared_memory() -> list[Path]:
 # Every module that resolves a shared name holds its own reference to streaming's function.
 for _module in (streaming.base.shared.prefix, streaming.base.shared, streaming.base.dataset, streaming.base.util):
     _module._get_path = _namespaced_path
+
+
+def _ready_thread(self: StreamingDataset, it) -> None:
+    """streaming 0.13's StreamingDataset._ready_thread, with an evicted awaited shard prepared again."""
+    while not it.should_exit() and it.ready_index < it.total and not self._event.is_set():
+        if self.predownload is not None and self.predownload < it.ready_index - it.yield_index:
+            time.sleep(streaming.base.dataset.TICK)
+            continue
+        sample_id = it.sample_ids[it.ready_index]
+        if sample_id != -1:
+            shard_id, _ = self.spanner[sample_id]
+            while self._shard_states[shard_id] != _ShardState.LOCAL and not self._event.is_set():
+                if self._shard_states[shard_id] == _ShardState.REMOTE:  # not yet, or evicted meanwhile
+                    self.prepare_shard(shard_id, False)
+                else:
+                    time.sleep(streaming.base.dataset.TICK)
+        it.ready_index += 1
+    it.on_exit()
+
+
+StreamingDataset._ready_thread = _ready_thread

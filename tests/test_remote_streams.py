@@ -52,7 +52,7 @@ def s3_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 TRAIN_TIMEOUT_S = 180  # one tiny stage in a fresh interpreter takes about 10 s on 2 busy cores
-OUTPUT_TAIL = 12_000  # characters of a failed run's output in the failure: every thread's stack
+OUTPUT_TAIL = 50_000  # characters of a failed run's output in the failure: every thread's stack
 
 
 def train(corpus: str, cache_limit: str | None = None, predownload: int | None = None) -> tuple[dict, list]:
