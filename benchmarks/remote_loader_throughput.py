@@ -2,7 +2,9 @@
 S3-compatible server on a loopback socket: moto's, in a process of its own) against the same corpus on
 local disk, measured in the same run: with an empty cache (every training shard is downloaded as the
 loader reaches it), with the shards already cached, and with a cache limit below the corpus (streaming's
-least: its indexes plus 4 of its largest shard), where shards are evicted and fetched again.
+least: its indexes plus 4 of its largest shard), past which streaming evicts shards
+(`train_shards_cached_after` says whether it did: with a few large shards all wanted at once it may
+evict none).
 
     .venv/bin/python benchmarks/remote_loader_throughput.py [CORPUS] [--micro-batch N] [--max-tokens N]
 
