@@ -149,7 +149,7 @@ def test_three_kills_resume_to_identical_weights_and_tokens(straight, tmp_path):
 
 @pytest.mark.slow
 def test_kills_at_seeded_random_points(straight, tmp_path):
-    kill_and_resume(straight, tmp_path, {f"seed-{seed}": kill_points(seed) for seed in (1, 2, 3)})
+    kill_and_resume(straight, tmp_path, {f"seed-{seed}": kill_points(seed) for seed in (1, 2)})
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 BASE = REPO / "recipes" / "tiny" / "base.yaml"
 ARMS = ("s-text-only", "s-balanced", "s-balanced-cooldown-text")
 # One step at the peak LR (base.yaml's cosine; a one-step linear anneal would sit at its final 1e-6).
-COOLDOWN = "{tokens: 8192, mixture: {text: 1.0}, init_from: {ref: 'stage:pt'}}"
+COOLDOWN = "{tokens: 4096, mixture: {text: 1.0}, init_from: {ref: 'stage:pt'}}"
 
 
 def longer_answer_wins(body: dict) -> str:
@@ -32,12 +32,13 @@ def longer_answer_wins(body: dict) -> str:
 
 
 def _write_recipes(folder: Path, corpus: Path) -> None:
-    data = f"data: {{corpus: {corpus}, build: null}}\n"
+    # one step of 8 x 512 tokens a stage (half base.yaml's batch: the suite's time)
+    data = f"data: {{corpus: {corpus}, build: null}}\nstage_defaults: {{global_batch: 8, micro_batch: 8}}\n"
     (folder / "text_only.yaml").write_text(
-        f"base: [{BASE}]\nname: s-text-only\n{data}stages:\n  pt: {{tokens: 8192, mixture: {{text: 1.0}}, init_from: {{ref: scratch}}}}\n")
+        f"base: [{BASE}]\nname: s-text-only\n{data}stages:\n  pt: {{tokens: 4096, mixture: {{text: 1.0}}, init_from: {{ref: scratch}}}}\n")
     (folder / "balanced.yaml").write_text(
         f"base: [{BASE}]\nname: s-balanced\n{data}"
-        "stages:\n  pt: {tokens: 8192, mixture: {text: 0.5, code: 0.5}, init_from: {ref: scratch}}\n")
+        "stages:\n  pt: {tokens: 4096, mixture: {text: 0.5, code: 0.5}, init_from: {ref: scratch}}\n")
     # shares s-balanced's pt (the same identity per seed), then cools down on text
     (folder / "balanced_cooldown_text.yaml").write_text(
         f"base: [balanced.yaml]\nname: s-balanced-cooldown-text\nstages:\n  cooldown: {COOLDOWN}\n")
