@@ -152,16 +152,33 @@ def measure_build(spec_path: Path, out: Path, workers: int) -> dict:
 
 
 def measure_encode_batch(texts: list[str], tokenizer_path: Path) -> dict:
-    """HF tokenizers' encode_batch on one thread (a build worker is one thread): MB/s."""
+    """HF tokenizers' encode_batch on one thread (a build worker is one thread): MB/s. In a fresh
+    process: tokenizers' thread pool is sized once per process (this one's already ran the tokenizer
+    training on every core), so RAYON_NUM_THREADS must be in the environment before it starts."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    before = os.environ.get("RAYON_NUM_THREADS")
     os.environ["RAYON_NUM_THREADS"] = "1"
-    tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
+    try:
+        process = context.Process(target=_encode_batch, args=(texts, str(tokenizer_path), results))
+        process.start()
+        row = results.get()
+        process.join()
+    finally:
+        os.environ.pop("RAYON_NUM_THREADS") if before is None else os.environ.update(RAYON_NUM_THREADS=before)
+    return row
+
+
+def _encode_batch(texts: list[str], tokenizer_path: str, results) -> None:
+    tokenizer = tokenizers.Tokenizer.from_file(tokenizer_path)
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     wall, cpu = time.perf_counter(), _cpu_seconds()
     for start in range(0, len(texts), 256):
         tokenizer.encode_batch_fast(texts[start:start + 256], add_special_tokens=False)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
-    return {"megabytes": round(megabytes, 1), "documents": len(texts), "seconds": round(wall, 2),
-            "mb_per_s": round(megabytes / wall, 3), "cpu_s_per_mb": round(cpu / megabytes, 3)}
+    results.put({"megabytes": round(megabytes, 1), "documents": len(texts), "seconds": round(wall, 2),
+                 "mb_per_s": round(megabytes / wall, 3), "cpu_s_per_mb": round(cpu / megabytes, 3),
+                 "cores_used": round(cpu / wall, 2)})
 
 
 def _cpu_seconds() -> float:
