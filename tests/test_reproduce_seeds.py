@@ -1,5 +1,5 @@
-"""`codemix reproduce --seeds 2 --judge URL` for real: three one-step recipes on the smoke study's corpus
-(tests/reproduce_fixtures.py), two of them sharing a stage, trained once per seed, evaluated,
+"""`codemix reproduce --seeds 2 --judge URL` for real: three short recipes on the small corpus
+(tests/corpus_fixtures.py), two of them sharing a stage, trained once per seed, evaluated,
 judged by a real HTTP judge on loopback (tests/chat_server.py), and reported; and `--judge` on the
 smoke study itself, whose trained and evaluated stages are all reused."""
 
@@ -15,8 +15,7 @@ from codemix.analysis.runs import find_stages
 from codemix.cli import main
 from reproduce_fixtures import REPO, Reproduction
 
-# The smoke study (once a session), then six one-step stages trained and evaluated: past the default 600 s
-# on a loaded 2-core machine.
+# Six short stages trained and evaluated (and the smoke study, once a session, for the last test).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 BASE = REPO / "recipes" / "tiny" / "base.yaml"
 ARMS = ("s-text-only", "s-balanced", "s-balanced-cooldown-text")
@@ -32,8 +31,8 @@ def longer_answer_wins(body: dict) -> str:
 
 
 def _write_recipes(folder: Path, corpus: Path) -> None:
-    # one step of 8 x 512 tokens a stage (half base.yaml's batch: the suite's time)
-    data = f"data: {{corpus: {corpus}, build: null}}\nstage_defaults: {{global_batch: 8, micro_batch: 8}}\n"
+    # four steps of 8 x 128 tokens a stage (the small corpus's windows)
+    data = f"data: {{corpus: {corpus}, build: null}}\nstage_defaults: {{seq_len: 128, global_batch: 8, micro_batch: 8}}\n"
     (folder / "text_only.yaml").write_text(
         f"base: [{BASE}]\nname: s-text-only\n{data}stages:\n  pt: {{tokens: 4096, mixture: {{text: 1.0}}, init_from: {{ref: scratch}}}}\n")
     (folder / "balanced.yaml").write_text(
@@ -50,11 +49,11 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def seeded(smoke_reproduction: Reproduction, tmp_path_factory: pytest.TempPathFactory):
+def seeded(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("seeded")
     recipes = root / "recipes"
     recipes.mkdir()
-    _write_recipes(recipes, smoke_reproduction.home / "corpora" / "quickstart")
+    _write_recipes(recipes, small_corpus)
     home, out = root / "home", root / "report"
     with chat_server(longer_answer_wins) as judge:
         code = main(["reproduce", str(recipes), "--seeds", "2", "--home", str(home), "--limit", "1",
