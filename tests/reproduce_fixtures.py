@@ -7,6 +7,9 @@ its own home (the quickstart corpus is built there), and interrupted on the way:
 
 Tests read what the three runs printed and left on disk."""
 
+import dataclasses
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -82,7 +85,20 @@ def _run(home: Path, log: Path) -> Run:
 
 @pytest.fixture(scope="session")
 def smoke_reproduction(isolated_session: Path, tmp_path_factory: pytest.TempPathFactory) -> Reproduction:
-    root = tmp_path_factory.mktemp("reproduce")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _reproduce(tmp_path_factory.mktemp("reproduce"))
+    # Under `make test`'s two workers the first to ask builds it, the other waits and reads it back.
+    root = tmp_path_factory.getbasetemp().parent / "smoke-reproduction"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = root / "reproduction.json"
+        if not saved.is_file():
+            saved.write_text(json.dumps(dataclasses.asdict(_reproduce(root)), default=str))
+        return _read(json.loads(saved.read_text()))
+
+
+def _reproduce(root: Path) -> Reproduction:
     home = root / "home"
     interrupted = _interrupt_after_first_stage(home, root / "interrupted.log")
     completed = _completed(home / "runs" / "_stages")
@@ -92,3 +108,10 @@ def smoke_reproduction(isolated_session: Path, tmp_path_factory: pytest.TempPath
               if (home / "runs" / "_stages" / identity / "eval" / "results.json").is_file()}
     repeated = _run(home, root / "repeated.log")
     return Reproduction(home, home / "reports" / "tiny-smoke", interrupted, resumed, repeated, completed, mtimes)
+
+
+def _read(saved: dict) -> Reproduction:
+    runs = {name: Run(**saved[name]) for name in ("interrupted", "resumed", "repeated")}
+    return Reproduction(Path(saved["home"]), Path(saved["report"]), **runs,
+                        completed_when_interrupted=saved["completed_when_interrupted"],
+                        results_mtimes=saved["results_mtimes"])
