@@ -112,6 +112,12 @@ def test_generation_with_kv_cache_equals_full_recompute(trained):
     full = generate(trained.decoder, trained.tokenizer, prompts,
                     GenerationConfig(max_new_tokens=12, use_cache=False), trained.eos_id)
     assert cached == full
+    # The prompts' lengths differ: batched, they are left-padded. Without eos and with a budget of the
+    # whole window, each row runs to its own end of the window, so rows leave the batch one by one.
+    window = trained.decoder.cfg.max_seq_len
+    for cfg, eos in ((GenerationConfig(max_new_tokens=12), trained.eos_id), (GenerationConfig(max_new_tokens=window), None)):
+        batched = generate(trained.decoder, trained.tokenizer, prompts, cfg, eos)
+        assert batched == [generate(trained.decoder, trained.tokenizer, [prompt], cfg, eos)[0] for prompt in prompts]
     stopped = generate(trained.decoder, trained.tokenizer, [ADD.prompt],
                        GenerationConfig(max_new_tokens=12, stop=("+",)), trained.eos_id)
     assert stopped == [[" a "]]

@@ -12,6 +12,11 @@ Backends:
   math on CPU). Its is_causal mask is top-left aligned, so with an offset we pass an explicit mask.
 - "reference": plain matmul + mask + softmax in fp32, the yardstick for the tests.
 - "auto": flash_attn on CUDA in fp16/bf16 when importable, else sdpa.
+
+A batch of left-padded rows (generation of prompts of different lengths) passes `key_mask` [B, Tk],
+True on real keys: sdpa and reference then hide the pad keys, and flash_attn_func, which takes no
+mask, hands such a batch to sdpa. A pad query still sees itself, so no softmax row is empty (and no
+NaN reaches the real rows through the values).
 """
 
 import functools
@@ -55,9 +60,13 @@ def resolve_backend(backend: str, q: torch.Tensor) -> str:
     return backend
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto",
+              key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention; returns [B, Tq, Hq, D] in q's dtype."""
-    return _BACKENDS[resolve_backend(backend, q)](q, k, v)
+    backend = resolve_backend(backend, q)
+    if key_mask is None:
+        return _BACKENDS[backend](q, k, v)
+    return (_reference if backend == "reference" else _sdpa)(q, k, v, padded_mask(q.shape[1], key_mask))
 
 
 def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
@@ -65,15 +74,26 @@ def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:
     return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
 
 
+def padded_mask(q_len: int, key_mask: torch.Tensor) -> torch.Tensor:
+    """Bool [B, 1, q_len, k_len]: the causal mask, less the pad keys, plus each query's own key."""
+    k_len = key_mask.shape[1]
+    causal = causal_mask(q_len, k_len, key_mask.device)
+    own = torch.zeros(q_len, k_len, dtype=torch.bool, device=key_mask.device)
+    own[torch.arange(q_len), torch.arange(k_len - q_len, k_len)] = True
+    return ((causal & key_mask[:, None, :]) | own)[:, None]
+
+
 def _flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return _flash_attn_func()(q, k, v, causal=True)
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     q_len, k_len = q.shape[1], k.shape[1]
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants [B, H, T, D]; views, no copies
     gqa = q.shape[1] != k.shape[1]
-    if q_len == k_len:
+    if mask is not None:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+    elif q_len == k_len:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     elif q_len == 1:  # one new query sees every cached key: no mask at all
         out = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
@@ -83,12 +103,13 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2)
 
 
-def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     group = q.shape[2] // k.shape[2]
     k = k.repeat_interleave(group, dim=2)
     v = v.repeat_interleave(group, dim=2)
     scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()) / math.sqrt(q.shape[-1])
-    scores = scores.masked_fill(~causal_mask(q.shape[1], k.shape[1], q.device), float("-inf"))
+    mask = causal_mask(q.shape[1], k.shape[1], q.device) if mask is None else mask
+    scores = scores.masked_fill(~mask, float("-inf"))
     out = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(dim=-1), v.float())
     return out.to(q.dtype)
 

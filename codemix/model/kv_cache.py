@@ -35,3 +35,10 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.length += n
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (generation drops the rows that are done)."""
+        self.batch_size = len(rows)
+        for layer, keys in enumerate(self._keys):
+            if keys is not None:
+                self._keys[layer], self._values[layer] = keys[rows], self._values[layer][rows]

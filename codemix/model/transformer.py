@@ -56,7 +56,7 @@ class SelfAttention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None, layer: int) -> torch.Tensor:
+                cache: KVCache | None, layer: int, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, d = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.kv_heads, self.head_dim)
@@ -64,7 +64,7 @@ class SelfAttention(nn.Module):
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # now [B, cached + T, Hkv, D]
-        out = attention(q, k, v, self.backend)  # [B, T, Hq, D]
+        out = attention(q, k, v, self.backend, key_mask)  # [B, T, Hq, D]
         return self.wo(out.reshape(B, T, d))
 
 
@@ -94,11 +94,11 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None) -> torch.Tensor:
+                cache: KVCache | None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.attn_norm(x)
         if self.parallel:
-            return x + self.attn(h, cos, sin, cache, self.layer) + self.mlp(h)
-        x = x + self.attn(h, cos, sin, cache, self.layer)
+            return x + self.attn(h, cos, sin, cache, self.layer, key_mask) + self.mlp(h)
+        x = x + self.attn(h, cos, sin, cache, self.layer, key_mask)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -152,26 +152,34 @@ class Decoder(nn.Module):
             else:
                 nn.init.normal_(tensor, std=std, generator=generator)
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
-        if max_len > self.cfg.max_seq_len:
-            raise ValueError(f"cache max_len {max_len} > model max_seq_len {self.cfg.max_seq_len}")
+    def new_cache(self, batch_size: int, max_len: int, padding: int = 0) -> KVCache:
+        """A cache of max_len positions, of which up to `padding` lead every row as left padding."""
+        if max_len - padding > self.cfg.max_seq_len:
+            raise ValueError(f"cache max_len {max_len} (padding {padding}) > model max_seq_len {self.cfg.max_seq_len}")
         return KVCache(self.cfg.n_layers, batch_size, max_len)
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
-                return_hidden: bool = False) -> torch.Tensor:
+                return_hidden: bool = False, left_pad: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, V] (or the final-normed hidden states [B, T, d] when
-        return_hidden). With a cache, positions continue after what it holds and it is extended."""
+        return_hidden). With a cache, positions continue after what it holds and it is extended.
+        left_pad [B]: how many leading positions of each row (cached ones included) are padding;
+        attention skips them. Rotary attention depends only on distances, so a row's outputs do not
+        depend on how far it is shifted right."""
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
-        if start + T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {start + T} positions > max_seq_len {self.cfg.max_seq_len}")
+        span = start + T - (int(left_pad.min()) if left_pad is not None else 0)  # the longest row's
+        if span > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {span} positions > max_seq_len {self.cfg.max_seq_len}")
         cos, sin = rotary_angles(self.cfg.head_dim, self.cfg.rope_theta, start, T, input_ids.device)
+        key_mask = None
+        if left_pad is not None:
+            key_mask = torch.arange(start + T, device=input_ids.device)[None] >= left_pad.to(input_ids.device)[:, None]
         x = self.embed(input_ids)
         for layer, block in enumerate(self.blocks):
             if self._recomputed(layer) and cache is None:
-                x = checkpoint(block, x, cos, sin, None, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, None, key_mask, use_reentrant=False)
             else:
-                x = block(x, cos, sin, cache)
+                x = block(x, cos, sin, cache, key_mask)
         if cache is not None:
             cache.advance(T)
         hidden = self.norm(x)
