@@ -58,7 +58,7 @@ SMOKE_LIMIT = 2
 # Validation samples per source for the held-out loss (the eval default, 64, costs a stage about as
 # much as ten training steps of the tiny model).
 DEFAULT_HELDOUT_SAMPLES = 16
-SMOKE_HELDOUT_SAMPLES = 4
+SMOKE_HELDOUT_SAMPLES = 2
 SMOKE_DIR = "smoke"
 SYNTHETIC = "synthetic"  # the kind the synthetic-code arms draw
 SUITE = "paper"
