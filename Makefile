@@ -8,7 +8,7 @@ quickstart: setup
 	.venv/bin/codemix reproduce recipes/tiny
 
 test: setup
-	.venv/bin/python -m pytest -q -n 2 --dist loadfile
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	.venv/bin/python benchmarks/data_throughput.py

@@ -40,9 +40,19 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+# The longest files (idle 2-core durations, 50-200 s each), started first so that `make test`'s two
+# workers (`--dist loadfile --no-loadscope-reorder`) finish together; the first builds the smoke study
+# while the other runs the kill tests. Order changes only the wall time.
+LONGEST_FIRST = ["test_reproduce.py", "test_kill_resume.py", "test_train_fsdp2.py", "test_reproduce_seeds.py",
+                 "test_train_ddp.py", "test_remote_streams.py", "test_datamodule.py", "test_lm_eval.py",
+                 "test_eval_tasks.py", "test_kill_resume_beside.py", "test_train_resume.py"]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

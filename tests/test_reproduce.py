@@ -11,7 +11,11 @@ from codemix.study.driver import Settings, is_current, plan_study, recipe_files,
 from codemix.cli import main
 from codemix.config.recipe import load_recipe
 from codemix.errors import ConfigError
-from codemix.eval.tasks.registry import SUITES
+from codemix.eval.harness import evaluate
+from codemix.eval.results import resolve_target
+from codemix.eval.runner import EvalOptions
+from codemix.eval.tasks.registry import SUITES, resolve_tasks
+from codemix.study.eval_workers import default_workers
 from reproduce_fixtures import REPO, Reproduction
 
 SMOKE_ARMS = {
@@ -84,6 +88,21 @@ def test_every_distinct_stage_is_evaluated_once(smoke_reproduction: Reproduction
         assert results["command"][:3] == ["codemix", "reproduce", "recipes/tiny"]
 
 
+def test_evaluations_in_worker_processes_equal_one_in_this_process(smoke_reproduction: Reproduction, tmp_path):
+    summary = json.loads((smoke_reproduction.report / "reproduce.json").read_text())
+    assert summary["eval"]["workers"] == default_workers()  # 2 on the 2-core machines the suite runs on
+    assert "evaluations on" in smoke_reproduction.resumed.output or default_workers() == 1
+    stage = sorted(smoke_reproduction.stage_index.iterdir())[0]
+    pooled = json.loads((stage / "eval" / "results.json").read_text())
+    settings = Settings.for_run(smoke=True, limit=None)
+    here = evaluate(resolve_target(stage), resolve_tasks("paper", None), EvalOptions(**settings.eval_options), ["test"],
+                    out=tmp_path / "results.json", heldout_samples=settings.heldout_samples, progress=lambda line: None)
+
+    def scores(results: dict) -> dict:
+        return {name: (task["score"], task["metrics"]) for name, task in results["tasks"].items()}
+    assert scores(here) == scores(pooled) and here["heldout"]["sources"] == pooled["heldout"]["sources"]
+
+
 def test_report_covers_every_arm_stage(smoke_reproduction: Reproduction):
     report = smoke_reproduction.report
     with open(report / "table2.csv", newline="") as src:
@@ -131,6 +150,7 @@ def test_recipe_files_are_the_named_recipes_directly_in_the_directory():
     (["recipes/tiny/smoke", "--smoke"], "needs a 'smoke/' folder"),
     (["recipes/tiny/arms"], "no recipe in it"),
     (["recipes/tiny", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["recipes/tiny", "--eval-workers", "0"], "--eval-workers must be at least 1, not 0"),
 ])
 def test_bad_arguments_fail_before_any_work(args, message, capsys, tmp_path):
     assert main(["reproduce", *args, "--home", str(tmp_path)]) == 2

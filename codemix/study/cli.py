@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "cooldown vs no cooldown) on the shipped open-ended prompts, the first --limit of them: "
                              "an OpenAI-compatible URL (…/v1) or local:CHECKPOINT_DIR, as `codemix eval winrate`")
     parser.add_argument("--judge-model", metavar="M", help="model name sent to the --judge endpoint (default: judge)")
+    parser.add_argument("--eval-workers", type=int, metavar="N",
+                        help="stages evaluated at once, each in its own process with one torch thread "
+                             "(default: one per core)")
     parser.add_argument("--out", help="report directory (default: <home>/reports/<RECIPE_DIR name>[-smoke])")
     parser.set_defaults(func=run)
 
@@ -54,14 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from codemix.study.driver import reproduce
     from codemix.study.judging import JudgeSpec
 
-    options = ("home", "limit", "code_limit", "synth_generator", "seeds", "judge", "judge_model", "out")
+    options = ("home", "limit", "code_limit", "synth_generator", "seeds", "judge", "judge_model", "eval_workers", "out")
     command = ["codemix", "reproduce", args.recipe_dir] + (["--smoke"] if args.smoke else []) + [
         f"--{name.replace('_', '-')}={value}" for name in options if (value := getattr(args, name)) is not None]
     judge = None if args.judge is None else JudgeSpec.parse(args.judge, args.judge_model)
     try:
         report = reproduce(args.recipe_dir, args.smoke, args.home, args.limit, args.out, command,
                            say=lambda line: print(line, flush=True), code_limit=args.code_limit,
-                           synth_generator=args.synth_generator, seeds=args.seeds, judge=judge)
+                           synth_generator=args.synth_generator, seeds=args.seeds, judge=judge,
+                           eval_workers=args.eval_workers)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C during training into SystemExit
         print("\ncodemix reproduce: interrupted. Completed stages and evaluations are kept; run the same "
               "command again to continue.", file=sys.stderr, flush=True)

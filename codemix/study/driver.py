@@ -14,7 +14,8 @@
    is still trained once per seed.
 4. Evaluation: every distinct stage on the study's suite at `limit` examples per task (`code_limit`
    per code task), keeping an existing eval/results.json when it scored the same identity with the
-   same limits and tasks.
+   same limits and tasks; stages are evaluated side by side, one per worker process
+   (`--eval-workers`, default one per core; codemix/study/eval_workers.py).
 5. Report: build_report over exactly the stages of this study, in <home>/reports/<name>/, plus
    reproduce.json (recipes, skipped ones, seeds, stage and token counts, wall times, load average).
    With `--judge SPEC` the study's win-rate pairs are judged first (codemix/study/judging.py) and the
@@ -237,18 +238,17 @@ def train_study(study: Study, home: Home, command: str, say: Say, stop_check: St
 
 # ---- evaluation ------------------------------------------------------------------------------------------
 def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequence[str], say: Say,
-                   stop_check: StopCheck = lambda: None) -> None:
-    from codemix.eval.harness import evaluate
+                   stop_check: StopCheck = lambda: None, workers: int = 1) -> None:
+    """Evaluate every distinct stage not yet scored with these settings, `workers` stages at a time."""
     from codemix.eval.results import resolve_target
-    from codemix.eval.runner import EvalOptions
     from codemix.eval.tasks.registry import resolve_tasks
     from codemix.runs.index import find_completed
+    from codemix.study.eval_workers import Task, run_tasks
 
-    tasks = resolve_tasks(SUITE, None)
-    task_names = sorted(task.name for task in tasks)
+    task_names = sorted(task.name for task in resolve_tasks(SUITE, None))
     distinct = study.distinct
+    pending = []
     for number, stage in enumerate(distinct, start=1):
-        stop_check()
         found = find_completed(stage.identity, home)
         if found is None:
             raise ConfigError(f"stage {label(stage)} [{stage.identity}] is not trained; run the same command again")
@@ -256,11 +256,31 @@ def evaluate_study(study: Study, settings: Settings, home: Home, command: Sequen
         prefix = f"[eval {number}/{len(distinct)}] {label(stage)}"
         if is_current(target.default_results, stage.identity, settings, task_names):
             say(f"{prefix}: reusing {target.default_results}")
-            continue
-        say(f"{prefix}: {len(tasks)} tasks x {settings.limit} examples ({settings.code_limit} for code) ...")
-        with one_torch_thread():
-            evaluate(target, tasks, EvalOptions(**settings.eval_options), list(command),
-                     heldout_samples=settings.heldout_samples, progress=lambda line: say(f"    {line}"))
+        else:
+            pending.append(Task(prefix, evaluate_stage, StageEvaluation(found.path, settings, tuple(command))))
+    if pending:
+        say(f"evaluating {len(pending)} stages: {len(task_names)} tasks x {settings.limit} examples "
+            f"({settings.code_limit} for code)")
+    with one_torch_thread():
+        run_tasks(pending, workers, say, stop_check)
+
+
+@dataclass(frozen=True)
+class StageEvaluation:
+    stage_dir: Path
+    settings: Settings
+    command: tuple[str, ...]
+
+
+def evaluate_stage(job: StageEvaluation, progress: Callable[[str], None]) -> None:
+    """One stage on the study's suite (in a worker process or this one)."""
+    from codemix.eval.harness import evaluate
+    from codemix.eval.results import resolve_target
+    from codemix.eval.runner import EvalOptions
+    from codemix.eval.tasks.registry import resolve_tasks
+
+    evaluate(resolve_target(job.stage_dir), resolve_tasks(SUITE, None), EvalOptions(**job.settings.eval_options),
+             list(job.command), heldout_samples=job.settings.heldout_samples, progress=progress)
 
 
 def is_current(results_path: Path, identity: str, settings: Settings, task_names: list[str]) -> bool:
@@ -321,15 +341,21 @@ def ctrl_c_remembered() -> Iterator[StopCheck]:
 def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = None, limit: int | None = None,
               out: str | os.PathLike | None = None, command: Sequence[str] = ("codemix", "reproduce"),
               say: Say = print, code_limit: int | None = None, synth_generator: str | None = None,
-              seeds: int | None = None, judge: "JudgeSpec | None" = None) -> "Report | None":
+              seeds: int | None = None, judge: "JudgeSpec | None" = None,
+              eval_workers: int | None = None) -> "Report | None":
     """Plan, train, evaluate (and judge) and report the study of `recipe_dir`; returns the report (None
-    on the non-zero ranks of a multi-process training job, which only take part in training)."""
+    on the non-zero ranks of a multi-process training job, which only take part in training).
+    `eval_workers`: stages evaluated at once, each in its own process (default: one per core)."""
     from lightning.pytorch.utilities import rank_zero_only
 
     from codemix.analysis.report import build_report
+    from codemix.study.eval_workers import default_workers
 
     settings = Settings.for_run(smoke, limit, code_limit)
     check_seeds_option(seeds)
+    if eval_workers is not None and eval_workers < 1:
+        raise ConfigError(f"--eval-workers must be at least 1, not {eval_workers}")
+    eval_workers = default_workers() if eval_workers is None else eval_workers
     directory = study_dir(recipe_dir, smoke)
     name = Path(recipe_dir).resolve().name + ("-smoke" if smoke else "")
     command_line = " ".join(command)
@@ -350,7 +376,7 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         if rank_zero_only.rank != 0:
             return None
         trained = time.monotonic()
-        evaluate_study(study, settings, home, command, say, stop_check)
+        evaluate_study(study, settings, home, command, say, stop_check, eval_workers)
         stop_check()
     evaluated = time.monotonic()
     out = Path(out) if out is not None else reports_dir(home) / name
@@ -369,7 +395,8 @@ def reproduce(recipe_dir: str | os.PathLike, smoke: bool = False, home: Home = N
         "stages": len(study.stages),
         "distinct_stages": len(study.distinct),
         "tokens": sum(s.tokens for s in study.distinct),
-        "eval": {"suite": SUITE, **settings.eval_options, "heldout_samples": settings.heldout_samples},
+        "eval": {"suite": SUITE, **settings.eval_options, "heldout_samples": settings.heldout_samples,
+                 "workers": eval_workers},
         # This run's times: reused stages and evaluations cost almost nothing.
         "wall_s": {"plan": round(planned - clock, 1), "train": round(trained - planned, 1),
                    "eval": round(evaluated - trained, 1), "report": round(reported - evaluated, 1),
