@@ -45,6 +45,18 @@ def test_mixture_fit_reads_a_report_and_recommends(tmp_path, capsys):
         writer.writerows(rows)
     assert main(["mixture", "fit", str(tmp_path), "--bound", "knowledge<=1.3", "--resamples", "50"]) == 0
     out = capsys.readouterr().out
-    assert "recommended code fraction: 20." in out  # ln(1.5) / 2 = 20.3%, token counts rounded and "bound: exponential law" in out
+    assert "recommended code fraction: 20." in out and "bound: exponential law" in out  # ln(1.5) / 2 = 20.3%
+    record = json.loads((tmp_path / "mixture_fit.json").read_text())
+    assert record["recommended_code_fraction"] == pytest.approx(np.log(1.5) / 2, abs=0.01)
+    assert record["interval_95"][0] <= record["recommended_code_fraction"] <= record["interval_95"][1]
+    assert record["laws"]["knowledge bpb (bound)"]["form"] == "exponential" and record["refits"] == 50
+    assert (tmp_path / "mixture_fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refusals = {"--bound knowledge<=1.1": "no code fraction in 0-90% keeps the fitted bound at or below 1.1",  # lowest: 1.2
+                "--target reasonin": "'reasonin': ", "--bound code<=1": "'code': ", "--resamples 0": "--resamples 0"}
+    for argv, named in refusals.items():
+        assert main(["mixture", "fit", str(tmp_path), *argv.split()]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("codemix: error:") and named in err and err.count("\n") == 1
+        assert str(tmp_path) in err or argv.startswith("--resamples")
     assert main(["mixture", "fit", str(tmp_path / "nowhere")]) == 2
     assert "codemix: error:" in capsys.readouterr().err

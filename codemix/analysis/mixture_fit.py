@@ -77,6 +77,8 @@ class Recommendation:
     high: float
     target: Fit
     bound: Fit | None
+    refits: int  # bootstrap refits drawn
+    infeasible: int  # of them, those whose bound law allowed no fraction (left out of the interval)
 
 
 def recommend(r, target_y, bound_y=None, bound_limit: float | None = None, resamples: int = 500,
@@ -93,6 +95,12 @@ def recommend(r, target_y, bound_y=None, bound_limit: float | None = None, resam
         return best_fraction(laws[0], None if len(laws) == 1 else (laws[1], bound_limit), *span)
 
     point = decide([f.law for f in fits])
+    if np.isnan(point):
+        grid = GRID[(GRID >= span[0]) & (GRID <= span[1])]
+        lowest = fits[1].law(grid)
+        raise ValueError(f"no code fraction in {100 * span[0]:.0f}-{100 * span[1]:.0f}% keeps the fitted bound at "
+                         f"or below {bound_limit} (its lowest is {lowest.min():.3f}, at "
+                         f"{100 * grid[int(np.argmin(lowest))]:.0f}%)")
     draws = []
     for _ in range(resamples):
         laws = []
@@ -100,7 +108,8 @@ def recommend(r, target_y, bound_y=None, bound_limit: float | None = None, resam
             residuals = y - fit.law(r)
             laws.append(FORMS[fit.form](r, fit.law(r) + rng.choice(residuals, size=len(r), replace=True)))
         draws.append(decide(laws))
-    draws = np.asarray([d for d in draws if not np.isnan(d)])
+    feasible = np.asarray([d for d in draws if not np.isnan(d)])
     tail = (1 - level) / 2
-    low, high = (np.quantile(draws, [tail, 1 - tail]) if len(draws) else (np.nan, np.nan))
-    return Recommendation(point, float(low), float(high), fits[0], fits[1] if len(fits) > 1 else None)
+    low, high = (np.quantile(feasible, [tail, 1 - tail]) if len(feasible) else (np.nan, np.nan))
+    return Recommendation(point, float(low), float(high), fits[0], fits[1] if len(fits) > 1 else None,
+                          refits=resamples, infeasible=resamples - len(feasible))

@@ -1,6 +1,6 @@
 """The report's figures as PNG: validation loss per source along each arm, one bar chart per study
-score, the code-fraction sweep's curves against its 0% model, and the scores at every scored
-checkpoint along each arm. matplotlib's object API (Figure
+score, the code-fraction sweep's curves against its 0% model, the scores at every scored
+checkpoint along each arm, and the mixture law's fit and recommendation. matplotlib's object API (Figure
 renders with Agg) keeps pyplot's global state and any display backend out of it."""
 
 import math
@@ -12,6 +12,7 @@ from matplotlib.patches import Patch
 from codemix.analysis.comparisons import SweepPoint
 from codemix.analysis.curves import Curve
 from codemix.analysis.dynamics import DYNAMICS_SCORES, Checkpoint
+from codemix.analysis.mixture_fit import GRID, Fit, Recommendation
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, Row
 from codemix.atomic import atomic_file
 
@@ -137,6 +138,28 @@ def sweep_figure(points: list[SweepPoint], path: Path) -> Path | None:
         ax.set_xlabel("code in all tokens seen (%)")
         ax.grid(alpha=0.3)
     figure.suptitle(f"code-fraction sweep against {zero.run.label} [95% intervals]")
+    return _save(figure, path)
+
+
+def mixture_fit_figure(fractions: list[float], panels: list[tuple[str, list[float], Fit, float | None]],
+                       pick: Recommendation, path: Path) -> Path:
+    """`codemix mixture fit`'s decision: per fitted category (title, sweep values, its law, a bound or
+    None) the sweep's points, the chosen law over the sweep's range, the bound's limit, and the
+    recommended code fraction with its bootstrap interval."""
+    figure = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
+    grid = GRID[(GRID >= min(fractions)) & (GRID <= max(fractions))]
+    for ax, (title, values, fit, limit) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        ax.plot([100 * f for f in fractions], values, "o", color="C0", label="sweep arms")
+        ax.plot(100 * grid, fit.law(grid), color="C1", label=f"{fit.form} law (LOO RMSE {fit.loo_rmse[fit.form]:.4f})")
+        if limit is not None:
+            ax.axhline(limit, color="tab:red", linestyle="--", linewidth=1, label=f"bound {limit}")
+        ax.axvspan(100 * pick.low, 100 * pick.high, color="C2", alpha=0.15, label="95% bootstrap interval")
+        ax.axvline(100 * pick.fraction, color="C2", label=f"recommended {100 * pick.fraction:.1f}%")
+        ax.set_title(title)
+        ax.set_xlabel("code in all tokens seen (%)")
+        ax.set_ylabel("bits per byte (lower is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     return _save(figure, path)
 
 
