@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from corpus_fixtures import corpus_bytes
@@ -19,7 +20,7 @@ from corpus_fixtures import corpus_bytes
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import Corpus
-from codemix.data import sources, tasks
+from codemix.data import near_dedup, sources, tasks
 from codemix.data.tasks import PackSlice
 
 
@@ -54,6 +55,38 @@ def test_slices_dedup_across_sources_and_workers_do_not_change_the_output(tmp_pa
     # three of a's documents, and one of its own in another slice
     assert (b["documents"], b["filters"]["duplicate"]) == (5, 4)
     assert not list(two.glob(".build*"))  # the work folder goes once the corpus is complete
+
+
+def test_a_pack_task_reads_only_its_slices_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each drop list is memory-mapped and binary-searched: a pack task's reads and memory are its own
+    slice's drops, not the corpus's."""
+    runs: list[tuple[tuple[int, int], bool, np.ndarray]] = []
+    run = tasks._run
+
+    def recording_run(rows, key, value):
+        found = run(rows, key, value)
+        if rows.dtype == tasks._DROP:
+            runs.append((value, isinstance(rows, np.memmap), found))
+        return found
+
+    monkeypatch.setattr(tasks, "_run", recording_run)  # one worker: the tasks run in this process
+    out = build_corpus(load_data_spec(write_sources(tmp_path / "in")), tmp_path / "out", processes=1,
+                       progress=lambda _: None)
+    manifests = [Corpus.open(out).manifest(name) for name in ("a", "b")]
+    slices = sum(manifest["tasks"] for manifest in manifests)
+    assert len(runs) == slices * min(slices, tasks.MAX_BUCKETS)  # each pack task searched each drop list
+    assert all(mapped for _, mapped, _ in runs)
+    for (source, index), _, found in runs:
+        assert found["source"].tolist() == [source] * len(found) and found["slice"].tolist() == [index] * len(found)
+    assert sum(len(found) for _, _, found in runs) == sum(m["filters"]["duplicate"] for m in manifests) == 4
+    assert len({value for value, _, found in runs if len(found)}) > 1  # the lists hold several slices' drops
+
+
+def test_near_duplicate_drops_are_read_by_scan_rank(tmp_path: Path):
+    path = near_dedup.folder(tmp_path) / "drop.npy"
+    path.parent.mkdir(parents=True)
+    np.save(path, np.array([(0, 5), (2, 1), (2, 7), (3, 0)], dtype=near_dedup.DROP))
+    assert [near_dedup.dropped_positions(str(tmp_path), rank) for rank in range(5)] == [{5}, set(), {1, 7}, {0}, set()]
 
 
 def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_built_sources_tokenized(tmp_path: Path,

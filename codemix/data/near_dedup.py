@@ -7,11 +7,13 @@ Three parts of the build's passes (codemix.data.tasks), all under <work>/minhash
     near_pairs     datatrove's MinhashDedupBuckets, one task per band: the documents agreeing in it
     near_clusters  (one task) the pairs' connected components; every member but the earliest (scan
                    rank, which orders sources as in the data YAML and then slices, then position)
-                   is listed in drop.npy
+                   is listed in drop.npy, sorted by (scan rank, position)
 
 Memory: a band task streams its sorted signature files; the cluster task holds only the documents
-that have a near-duplicate."""
+that have a near-duplicate; a pack task reads only its slice's run of drop.npy, by binary search in
+the memory-mapped file."""
 
+import bisect
 import re
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from codemix.atomic import atomic_file
 from codemix.config.data_spec import MinhashSpec
 
 DROP = np.dtype([("rank", "<u4"), ("position", "<u4")])
@@ -89,12 +92,18 @@ class ClusterNearDuplicates(PipelineStep):
                 if a != b:
                     parent[max(a, b)] = min(a, b)  # the earliest document stays the root
         dropped = sorted(node for node in list(parent) if root(node) != node)
-        np.save(folder(self.work) / "drop.npy", np.array(dropped, dtype=DROP))
+        with atomic_file(folder(self.work) / "drop.npy") as out:  # whole or absent: the pack tasks read it
+            np.save(out, np.array(dropped, dtype=DROP))
         self.stat_update("near_duplicates", value=len(dropped))
         yield from ()
 
 
 def dropped_positions(work: str, scan_rank: int) -> set[int]:
     """The positions of the slice scanned at `scan_rank` that near-duplicate an earlier document."""
-    drop = np.load(folder(work) / "drop.npy")
-    return set(drop["position"][drop["rank"] == scan_rank].tolist())
+    drop = np.load(folder(work) / "drop.npy", mmap_mode="r")
+    start = bisect.bisect_left(drop, scan_rank, key=_rank)
+    return set(drop["position"][start:bisect.bisect_right(drop, scan_rank, lo=start, key=_rank)].tolist())
+
+
+def _rank(row: np.void) -> int:
+    return int(row["rank"])

@@ -6,16 +6,30 @@ build re-runs only the tasks that did not finish:
 
     scan    (one task per slice)  read and clean the slice once; tokenize each kept document of a
             source being built with the corpus tokenizer into the slice's token store
-            (codemix.data.slice_tokens); with dedup on, hash each kept document into one bucket file
-            per scan task, by hash; MinHash signatures of near_dedup sources
-    decide  (one task per bucket, only with dedup on)  sort the bucket's hashes by (hash, source
-            priority, slice, position) and list every one after the first as dropped: memory is one
-            bucket's, whatever the corpus size, and the source earlier in the data YAML keeps a text
+            (codemix.data.slice_tokens); with dedup on, hash each kept document into the slice's
+            hash file, `hashes/<source>/<slice>.npy`, its rows in the order of their buckets (hash
+            mod the bucket count); MinHash signatures of near_dedup sources
+    decide  (one task per bucket, only with dedup on)  take the bucket's run of every hash file, sort
+            it by (hash, source priority, slice, position) and list every one after the first as
+            dropped, in `drop/<bucket>.npy`, by (source, slice, position): memory is one bucket's, and
+            the source earlier in the data YAML keeps a text
     near_pairs, near_clusters  (only with a near_dedup source)  the near-duplicates to drop
             (codemix.data.near_dedup)
     pack    (one task per slice of a source being built)  skip the dropped documents of the slice's
             stored tokens, pack and write the slice's own MDS train/val parts and counts; the text
-            is not read again
+            is not read again. Of each drop list it reads only its slice's run, found by binary search
+            in the memory-mapped file, so its reads and memory are its slice's drops
+
+The work folder (`<source>` a name, `<slice>` and `<bucket>` five digits):
+
+    plan.json, files/<source>/<slice>.json             what the build is, each slice's input files
+    tokens/<source>/<slice>/, parts/<source>/<slice>/  a slice's token store, its packed parts
+    hashes/<source>/<slice>.npy, drop/<bucket>.npy     the dedup passes' files
+    minhash/                                           the near-duplicate passes' (codemix.data.near_dedup)
+    <pass>/, slurm/<pass>/                             a pass's logs and completion markers, its SLURM logs
+
+A file a later pass reads is written whole or not at all (codemix.atomic) and read by its planned
+name, so a killed task's temp file is never read.
 
 The parent then merges each source's parts (`codemix.data.build`). Output depends on the slices, never
 on the number of workers: a source is cut into one slice per `task_bytes` of input files; a source
@@ -23,11 +37,12 @@ with a byte cap is one slice, since its cap takes a prefix of the hash-ordered f
 scanned (with dedup, an earlier source that decides which later texts are duplicates) is hashed, not
 tokenized."""
 
+import bisect
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +51,7 @@ import xxhash
 from datatrove.data import Document as PipelineDocument
 from datatrove.pipeline.base import PipelineStep
 
-from codemix.atomic import write_json_atomic
+from codemix.atomic import atomic_file, write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
 from codemix.data import near_dedup
 from codemix.data.clean import Cleaner
@@ -44,9 +59,9 @@ from codemix.data.shards import EncodeSettings, pack_holding_out
 from codemix.data.slice_tokens import SliceTokens, TokenWriter
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
 
-# The dedup pass has a hash bucket per scan task (a slice is at most task_bytes of input), so a decide
-# task holds about one slice's worth of hashes (24 bytes a document), up to MAX_BUCKETS: every scan task
-# writes a file per bucket. At the paper's ~4 billion documents a bucket of 256 is about 380 MB.
+# A decide task holds one hash bucket, about total hashes / min(slices, MAX_BUCKETS) at 24 bytes a
+# document: a slice's worth up to 256 slices, then growing with the corpus (~380 MB at 4e9 documents).
+# The cap bounds the file opens, buckets x slices: each decide task reads its run of every hash file.
 MAX_BUCKETS = 256
 PASSES = ("scan", "decide", "near_pairs", "near_clusters", "pack")
 COUNTS_FILE = "counts.json"
@@ -92,6 +107,12 @@ class BuildPlan:
 
     def tokens_dir(self, task: Task) -> Path:
         return self._slice_dir("tokens", task)
+
+    def hashes_path(self, task: Task) -> Path:
+        return self._slice_dir("hashes", task).with_suffix(".npy")
+
+    def drop_path(self, bucket: int) -> Path:
+        return Path(self.work) / "drop" / f"{bucket:05d}.npy"
 
     def files_path(self, task: Task) -> Path:
         return self._slice_dir("files", task).with_suffix(".json")
@@ -170,9 +191,7 @@ class ScanSlice(_PlanStep):
         plan = self.plan
         task = plan.tasks[rank]
         source = plan.spec.sources[task.source]
-        out = Path(plan.work) / "hashes" / source.name / f"{task.part.index:05d}"
-        for folder in (out, plan.tokens_dir(task)):
-            shutil.rmtree(folder, ignore_errors=True)  # a killed attempt's files (this task wrote them)
+        shutil.rmtree(plan.tokens_dir(task), ignore_errors=True)  # a killed attempt's (this task wrote them)
         tokens = TokenWriter(plan.tokens_dir(task), plan.settings) if task.source in plan.build else None
         stats, cleaner = ReadStats(), slice_cleaner(plan.spec, source)
         rows = []
@@ -191,11 +210,9 @@ class ScanSlice(_PlanStep):
         self.stat_update("documents", value=stats.documents)
         if not plan.spec.dedup:
             return
-        out.mkdir(parents=True)
         hashes = np.array(rows, dtype=_HASH)
-        bucket_of = hashes["hi"] % plan.buckets
-        for bucket in range(plan.buckets):
-            np.save(out / f"{bucket:05d}.npy", hashes[bucket_of == bucket])
+        # one file whose buckets are runs, not one per bucket: the file count grows with the slices only
+        _save(plan.hashes_path(task), hashes[np.argsort(hashes["hi"] % plan.buckets, kind="stable")])
 
 
 class DecideBucket(_PlanStep):
@@ -205,9 +222,10 @@ class DecideBucket(_PlanStep):
     name = "decide"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        root = Path(self.plan.work)
-        parts = sorted((root / "hashes").glob(f"*/*/{rank:05d}.npy"))
-        hashes = np.concatenate([np.load(p) for p in parts]) if parts else np.empty(0, dtype=_HASH)
+        buckets = self.plan.buckets
+        hashes = np.concatenate([
+            _run(np.load(self.plan.hashes_path(task), mmap_mode="r"), lambda row: int(row["hi"]) % buckets, rank)
+            for task in self.plan.tasks])
         order = np.lexsort((hashes["position"], hashes["slice"], hashes["source"], hashes["lo"], hashes["hi"]))
         hashes = hashes[order]
         repeat = np.zeros(len(hashes), dtype=bool)
@@ -215,8 +233,8 @@ class DecideBucket(_PlanStep):
         drop = np.empty(int(repeat.sum()), dtype=_DROP)
         for column in _DROP.names:
             drop[column] = hashes[column][repeat]
-        (root / "drop").mkdir(exist_ok=True)
-        np.save(root / "drop" / f"{rank:05d}.npy", drop)
+        drop.sort(order=list(_DROP.names))  # each slice's drops a run, for its pack task's binary search
+        _save(self.plan.drop_path(rank), drop)
         self.stat_update("duplicates", value=len(drop))
         yield from ()
 
@@ -248,11 +266,26 @@ class PackSlice(_PlanStep):
 
     def _dropped(self, task: Task) -> set[int]:
         positions: set[int] = set()
-        for path in sorted((Path(self.plan.work) / "drop").glob("*.npy")):
-            drop = np.load(path)
-            mine = (drop["source"] == task.source) & (drop["slice"] == task.part.index)
-            positions.update(drop["position"][mine].tolist())
+        for bucket in range(self.plan.buckets):
+            drop = np.load(self.plan.drop_path(bucket), mmap_mode="r")
+            positions.update(_run(drop, _slice_key, (task.source, task.part.index))["position"].tolist())
         return positions
+
+
+def _slice_key(row: np.void) -> tuple[int, int]:
+    return int(row["source"]), int(row["slice"])
+
+
+def _run(rows: np.ndarray, key: Callable[[np.void], object], value: object) -> np.ndarray:
+    """The rows whose key is `value`, of `rows` sorted by key, as an array in memory: a binary search, so
+    of a memory-mapped file only the run and the few rows probed are read."""
+    start = bisect.bisect_left(rows, value, key=key)
+    return np.array(rows[start:bisect.bisect_right(rows, value, lo=start, key=key)])
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path) as out:  # whole or absent: a later pass reads it
+        np.save(out, array)
 
 
 def passes(plan: BuildPlan) -> list[str]:
