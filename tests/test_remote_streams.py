@@ -189,3 +189,35 @@ if __name__ == "__main__":
     torch.set_num_threads(1)  # as the test session runs (conftest)
     weights, seen = train(sys.argv[1], **json.loads(sys.argv[3]))
     torch.save({"weights": weights, "seen": seen}, sys.argv[2])
+
+
+@pytest.mark.slow
+def test_a_recipe_naming_an_s3_corpus_trains_through_the_cli_as_from_its_local_copy(tmp_path: Path, s3_server,
+                                                                                     small_corpus: Path):
+    """The whole path a user takes: a corpus built by `codemix data build` (the session's small corpus),
+    uploaded, named by a recipe's `data.corpus: s3://...` (neither made a local path nor built), and
+    trained by `codemix train` in a process of its own: its final weights equal those of the same recipe
+    on the local corpus, bit for bit."""
+    from test_train_stages import STEP_TOKENS, write_recipe
+
+    from codemix.config.recipe import load_recipe
+
+    s3_server.create_bucket(Bucket="built")
+    for path in small_corpus.rglob("*"):
+        if path.is_file():
+            s3_server.upload_file(str(path), "built", f"small/{path.relative_to(small_corpus).as_posix()}")
+    stages = {"pt": {"tokens": 4 * STEP_TOKENS, "mixture": {"code": 0.5, "text": 0.5}, "init_from": {"ref": "scratch"}}}
+    weights = {}
+    for where, corpus in (("local", str(small_corpus)), ("remote", "s3://built/small")):
+        recipe = write_recipe(tmp_path / where, "streamed", corpus, stages)
+        assert load_recipe(recipe).data.corpus == corpus
+        home = tmp_path / where / "home"
+        (tmp_path / where / "tmp").mkdir()
+        done = subprocess.run([sys.executable, "-m", "codemix.cli", "train", "--home", str(home), str(recipe)],
+                              env={**os.environ, "TMPDIR": str(tmp_path / where / "tmp")}, capture_output=True,
+                              text=True, timeout=TRAIN_TIMEOUT_S)
+        assert done.returncode == 0, f"{where}:\n{done.stderr[-OUTPUT_TAIL:]}"
+        (final,) = (home / "runs" / "streamed").glob("pt-*/final/model.safetensors")
+        weights[where] = final.read_bytes()
+    assert weights["remote"] == weights["local"]
+    assert list((tmp_path / "remote" / "home" / "corpora" / ".remote").glob("small-*/*/train/**/*.mds"))

@@ -13,6 +13,7 @@ After merging, `settle` writes each stage in one spelling (global_batch in seque
 never null), so everything downstream reads one form."""
 
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,8 +90,13 @@ def _absolutize_paths(config: DictConfig, directory: Path) -> None:
                 init_from.ref = prefix + _absolute(ref[len(prefix):], directory)
 
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # s3://, gs://, dbfs:/ ...: a remote corpus, never made absolute
+
+
 def _looks_like_path(corpus: str) -> bool:
     # The same rule as codemix.data.corpus.resolve_corpus: a bare word is a corpus name.
+    if URL.match(corpus):
+        return False
     return Path(corpus).is_absolute() or len(Path(corpus).parts) > 1 or corpus.startswith(".")
 
 
