@@ -45,18 +45,37 @@ def test_mixture_fit_reads_a_report_and_recommends(tmp_path, capsys):
         writer.writerows(rows)
     assert main(["mixture", "fit", str(tmp_path), "--bound", "knowledge<=1.3", "--resamples", "50"]) == 0
     out = capsys.readouterr().out
-    assert "recommended code fraction: 20." in out and "bound: exponential law" in out  # ln(1.5) / 2 = 20.3%
+    assert "recommended code fraction: 20." in out and "knowledge: exponential law" in out  # ln(1.5) / 2 = 20.3%
     record = json.loads((tmp_path / "mixture_fit.json").read_text())
     assert record["recommended_code_fraction"] == pytest.approx(np.log(1.5) / 2, abs=0.01)
     assert record["interval_95"][0] <= record["recommended_code_fraction"] <= record["interval_95"][1]
-    assert record["laws"]["knowledge bpb (bound)"]["form"] == "exponential" and record["refits"] == 50
+    assert record["laws"]["knowledge"]["form"] == "exponential" and record["refits"] == 50
+    assert set(record["laws"]) == {"reasoning", "knowledge"}  # every category the table scores in bpb
     assert (tmp_path / "mixture_fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     refusals = {"--bound knowledge<=1.1": "no code fraction in 0-90% keeps the fitted bound at or below 1.1",  # lowest: 1.2
-                "--target reasonin": "'reasonin': ", "--bound code<=1": "'code': ", "--resamples 0": "--resamples 0"}
+                "--target reasonin": "'reasonin': ", "--bound code<=1": "'code': ", "--resamples 0": "--resamples 0",
+                "--bound knowledge<=1.9.9": "'knowledge<=1.9.9'", "--sweep paper-": "'paper-': "}
     for argv, named in refusals.items():
         assert main(["mixture", "fit", str(tmp_path), *argv.split()]) == 2
         err = capsys.readouterr().err
         assert err.startswith("codemix: error:") and named in err and err.count("\n") == 1
-        assert str(tmp_path) in err or argv.startswith("--resamples")
+        assert str(tmp_path) in err or argv in ("--resamples 0", "--bound knowledge<=1.9.9")  # the command line alone
     assert main(["mixture", "fit", str(tmp_path / "nowhere")]) == 2
     assert "codemix: error:" in capsys.readouterr().err
+
+    # a second model size's sweep: one must be chosen, and each is fitted on its own arms only
+    with (tmp_path / "table2.csv").open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerows(
+            [{**row, "arm": row["arm"].replace("tiny-", "big-"), "reasoning_bpb": row["reasoning_bpb"] - 0.5}
+             for row in rows])
+    assert main(["mixture", "fit", str(tmp_path)]) == 2
+    assert "holds 2 sweeps ('big-', 'tiny-'); choose one with --sweep PREFIX" in capsys.readouterr().err
+    assert main(["mixture", "fit", str(tmp_path), "--sweep", "big-", "--resamples", "20"]) == 0
+    record = json.loads((tmp_path / "mixture_fit.json").read_text())
+    assert record["sweep"] == "big-sweep-code-N" and len(record["sweep_code_fractions"]) == len(SWEEP)
+    assert record["series"]["reasoning"][0] == pytest.approx(1.2 - 0.5)
+
+    (tmp_path / "table2.csv").write_text("arm,stage,reasoning_bpb\nx,pt,1.0\n")
+    assert main(["mixture", "fit", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no cumulative_tokens_by_kind column" in err and str(tmp_path) in err and err.count("\n") == 1
