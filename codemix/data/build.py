@@ -8,6 +8,8 @@ are merged here into `<source>.tmp-<pid>` (shard indexes by streaming's merge_in
 place only after its manifest.json is in it, and corpus.json is removed before anything changes and
 written last, so a killed build never leaves a source or a corpus that looks complete. A re-run keeps
 every source whose manifest records the same spec hash and tokenizer hash, and rebuilds the rest.
+A build holds the folder's `.codemix-build.lock` (flock) from its start, so a second build of it is refused
+before it spends anything.
 
 The spec hash of a source covers its own spec, the corpus settings (seq_len, split, seed, dedup), the
 tokenizer's recipe and, with dedup on, every source before it (they decide which of its documents
@@ -16,13 +18,16 @@ are duplicates). It covers the spec, not the bytes of the input files.
 `codemix data add` (`add_sources`) puts further sources, e.g. a synthetic one, into a built corpus
 with its tokenizer, so the stages already trained on it stay valid."""
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +44,7 @@ from codemix.data.executors import Executor, LocalExecutor
 from codemix.data.tasks import (
     COUNTS_FILE,
     BuildPlan,
+    Task,
     plan_slices,
     remove_task_data,
     write_plan_note,
@@ -59,6 +65,10 @@ from codemix.leftovers import writer_alive
 # Bump when the on-disk format changes, so every older source is rebuilt (2: the val hold-out).
 FORMAT_VERSION = 2
 _TMP_NAME = re.compile(r"\.tmp-(\d+)")
+# Held (flock) by the build writing the folder, for its whole run; holds that build's pid and host.
+LOCK_FILE = ".codemix-build.lock"  # not .build*, which names the work folders
+# A scheme (s3://, gs://, file://, dbfs:/ ...): a URL, not a folder; one letter would be a drive.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
 
 Progress = Callable[[str], None]
 
@@ -79,13 +89,25 @@ def build_corpus(
     command: str = "",
     progress: Progress = print,
     executor: Executor | None = None,
+    origin: str = "",
 ) -> Path:
     """Build (or finish, or update) the corpus described by `spec` in `out_dir`; returns out_dir.
     The tasks run `processes` at a time here, or on `executor` (a SlurmExecutor submits them and a
     last job finishes the corpus). Sources added later with `add_sources` stay listed while the
-    tokenizer stays the same."""
+    tokenizer stays the same. `origin`: the data YAML, for errors."""
+    if _URL.match(str(out_dir)):
+        raise ConfigError(f"out folder {str(out_dir)!r} is a URL: a corpus is built into a local or shared file-system "
+                          f"folder; build it there, upload that folder to {out_dir} and give {out_dir} where a "
+                          "corpus is expected")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out):
+        _build_corpus(spec, out, processes, command, progress, executor, origin)
+    return out
+
+
+def _build_corpus(spec: DataSpec, out: Path, processes: int, command: str, progress: Progress,
+                  executor: Executor | None, origin: str) -> None:
     _remove_stale_tmp(out, progress)
     previous = _previous_manifests(out, spec.sources)
     added_before = _added_entries(out)
@@ -112,8 +134,7 @@ def build_corpus(
         _write_corpus_meta(out, spec, tokenizer_hash, [_entry(s) for s in spec.sources] + still_added, command)
 
     _build_sources(spec, out, previous, tokenizer_recipe, tokenizer_hash, invalidate, executor or LocalExecutor(processes),
-                   command, progress, write_meta)
-    return out
+                   command, progress, write_meta, origin)
 
 
 def add_sources(
@@ -122,15 +143,24 @@ def add_sources(
     processes: int = 2,
     command: str = "",
     progress: Progress = print,
+    origin: str = "",
 ) -> Path:
     """Add `sources` to a built corpus, tokenized with its tokenizer and packed with its settings, so
     the tokenizer, and with it every stage trained on the corpus, stays the same. Source ids of the
     corpus's sources do not change: new sources come after them. Adding a source again rebuilds it
     only if its spec changed. Duplicates are removed among the added sources, not against the
-    corpus's own (their raw texts are not kept)."""
+    corpus's own (their raw texts are not kept). `origin`: the sources' YAML, for errors."""
     out = Path(corpus_dir)
     corpus = Corpus.open(out)
     check_addable(corpus, sources)
+    with _build_lock(out):
+        _add_sources(corpus, sources, processes, command, progress, origin)
+    return out
+
+
+def _add_sources(corpus: Corpus, sources: list[SourceSpec], processes: int, command: str, progress: Progress,
+                 origin: str) -> None:
+    out = corpus.path
     _remove_stale_tmp(out, progress)
     spec = DataSpec(name=corpus.name, sources=sources, tokenizer=TokenizerSpec(path=str(out / TOKENIZER_FILE)),
                     seq_len=corpus.seq_len, val_fraction=corpus.meta["val_fraction"], seed=corpus.meta["seed"])
@@ -142,8 +172,7 @@ def add_sources(
 
     # The corpus stays complete while sources are added: each appears whole, corpus.json last.
     _build_sources(spec, out, _previous_manifests(out, sources), tokenizer_recipe, corpus.tokenizer_hash,
-                   lambda: None, LocalExecutor(processes), command, progress, write_meta)
-    return out
+                   lambda: None, LocalExecutor(processes), command, progress, write_meta, origin)
 
 
 def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
@@ -164,7 +193,7 @@ def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
 
 def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
                    invalidate: Callable[[], None], executor: Executor, command: str,
-                   progress: Progress, write_meta: Callable[[], None]) -> None:
+                   progress: Progress, write_meta: Callable[[], None], origin: str) -> None:
     """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes, as
     tasks over slices of their files (codemix.data.tasks) on `executor`; then merge each source's
     parts and `write_meta` (here, or in the executor's last job)."""
@@ -182,11 +211,12 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
         if manifest:
             progress(f"{source.name}: built from another spec or tokenizer, rebuilding")
         todo.append(i)
-    if todo:
-        invalidate()
     # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
     scanned = (list(range(max(todo) + 1)) if spec.dedup or _near(spec) else todo) if todo else []
     tasks, files = plan_slices(spec, scanned)
+    _check_text_up_front(spec, tasks, files, origin)
+    if todo:
+        invalidate()
     tasks = tuple(tasks)
     work = out / f".build-{_hash({'sources': [expected[spec.sources[i].name] for i in todo], 'tasks': repr(tasks), 'tokenizer': tokenizer_hash})}"
     for stale in out.glob(".build-*"):  # an earlier plan's work folder (builds write only under their own)
@@ -255,7 +285,9 @@ def _merge_source(plan: BuildPlan, index: int, out: Path, hashes: dict[str, str]
         merge_index([str(tmp / split / part.name / "index.json") for part in parts], str(tmp / split))
     stats = ReadStats(**{key: sum(c["read"][key] for c in counts) for key in ("files", "documents", "bytes")},
                       skipped_binary=sum(c["skipped"]["binary"] for c in counts),
-                      skipped_non_utf8=sum(c["skipped"]["non_utf8"] for c in counts))
+                      skipped_non_utf8=sum(c["skipped"]["non_utf8"] for c in counts),
+                      # parts packed by a codemix that did not count unreadable files have no such count
+                      skipped_unreadable=sum(c["skipped"].get("unreadable", 0) for c in counts))
     check_readable(source, stats)
     splits = {split: {key: sum(c["splits"][split][key] for c in counts) for key in counts[0]["splits"][split]}
               for split in SPLITS}
@@ -275,7 +307,8 @@ def _merge_source(plan: BuildPlan, index: int, out: Path, hashes: dict[str, str]
         "seq_len": plan.spec.seq_len,
         "token_dtype": plan.settings.dtype,
         "filters": {key: sum(c["filters"][key] for c in counts) for key in counts[0]["filters"]},
-        "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
+        "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8,
+                    "unreadable": stats.skipped_unreadable},
         "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes},
         "splits": splits,
         "tasks": len(parts),
@@ -298,6 +331,21 @@ def _check_splittable(source: SourceSpec, splits: dict[str, dict], spec: DataSpe
         tokens = sum(s["tokens"] + s["dropped_tokens"] for s in splits.values())
         raise ConfigError(f"source {source.name!r}: too small to split: its {tokens:,} tokens give no "
                           f"{' or '.join(empty)} sample of seq_len {spec.seq_len}; give it more text or lower seq_len")
+
+
+def _check_text_up_front(spec: DataSpec, tasks: list[Task], files: dict[Task, list[Path]], origin: str) -> None:
+    """Refuse a source with no text in any file before a task runs (with a tokenizer not trained here,
+    nothing read it yet): its refusal after the merge would come once every other source is built.
+    Reading stops at a source's first document, so a readable source costs a file or so; a command
+    is not run twice (its task checks it)."""
+    for index in sorted({task.source for task in tasks}):
+        source = spec.sources[index]
+        if source.reader.type == "command":
+            continue
+        stats = ReadStats()
+        if not any(next(read_source(source, stats, task.part, files[task]), None) is not None
+                   for task in tasks if task.source == index):
+            check_readable(source, stats, origin)
 
 
 def _kept_texts(source: SourceSpec, cleaner: Cleaner, stats: ReadStats, kept: _Kept) -> Iterator[str]:
@@ -411,6 +459,27 @@ def _remove_stale_tmp(out: Path, progress: Progress) -> None:
             raise CodemixError(f"{entry}: another build (pid {pid}) is writing to {out}; wait for it or stop it")
         progress(f"removing {entry.name} (left by an interrupted build)")
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+@contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """Hold `out`'s build lock for the whole build, so that a second build of the folder is refused
+    before it spends anything. An flock ends with its holder's process however that ends: a killed
+    build's lock never blocks the next one."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").split()  # empty until it has written them
+            host = f" on {holder[1]}" if len(holder) > 1 and holder[1] != socket.gethostname() else ""
+            who = f"pid {holder[0]}{host}" if holder else "just starting"
+            raise CodemixError(f"{out}: another build ({who}) is writing to it; wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class _Invalidator:

@@ -3,7 +3,6 @@ synth package's, which sits above data: codemix/cli.py adds it to this group).""
 
 import argparse
 import shlex
-from pathlib import Path
 
 from codemix.config.data_spec import load_data_spec, quickstart_spec_path
 from codemix.data.corpus import CORPUS_FILE, Corpus, resolve_corpus
@@ -58,14 +57,15 @@ def run_build(args: argparse.Namespace) -> int:
     spec_path = quickstart_spec_path() if args.quickstart else spec_path
     _check_processes(args.processes)
     spec = load_data_spec(spec_path, args.overrides)
-    out = Path(args.out) if args.out else corpora_dir(args.home) / spec.name
     command = shlex.join(
         ["codemix", "data", "build", "--quickstart" if args.quickstart else str(spec_path)]
         + [f"--set={o}" for o in args.overrides]
     )
     executor = _executor(args)
-    build_corpus(spec, out, processes=args.processes, command=command, progress=lambda line: print(line, flush=True),
-                 executor=executor)
+    # --out as given: build_corpus refuses a URL, which a Path would turn into a folder (s3:/bucket)
+    out = build_corpus(spec, args.out or corpora_dir(args.home) / spec.name, processes=args.processes,
+                       command=command, progress=lambda line: print(line, flush=True), executor=executor,
+                       origin=str(spec_path))
     if (out / CORPUS_FILE).is_file():
         print(format_corpus(Corpus.open(out)))
         print(f"corpus {spec.name} written to {out}")
@@ -96,7 +96,7 @@ def run_add(args: argparse.Namespace) -> int:
     command = shlex.join(["codemix", "data", "add", args.corpus, args.sources])
     corpus_dir = resolve_corpus(args.corpus, args.home)
     add_sources(corpus_dir, sources, processes=args.processes, command=command,
-                progress=lambda line: print(line, flush=True))
+                progress=lambda line: print(line, flush=True), origin=args.sources)
     print(format_corpus(Corpus.open(corpus_dir)))
     print(f"added {', '.join(s.name for s in sources)} to {corpus_dir}")
     return 0

@@ -2,10 +2,8 @@
 executors run codemix's passes); each calls `finish` (merge the parts, write corpus.json) when done."""
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from codemix.data.tasks import BuildPlan, SlurmSettings, passes, run_local, run_ray, submit_slurm
 from codemix.errors import ConfigError
@@ -20,15 +18,9 @@ class LocalExecutor:
         self.workers = workers
 
     def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:
-        out = Path(plan.work).parent
-        lock = out / f".build.tmp-{os.getpid()}"  # another build refuses to start while this one runs
-        lock.touch()
-        try:
-            self.run_tasks(plan)
-            finish()
-            shutil.rmtree(plan.work)
-        finally:
-            lock.unlink()
+        self.run_tasks(plan)
+        finish()
+        shutil.rmtree(plan.work)
 
     def run_tasks(self, plan: BuildPlan) -> None:
         run_local(plan, self.workers)
@@ -54,6 +46,10 @@ class SlurmExecutor:
     job that merges the parts and writes corpus.json (datatrove's SlurmPipelineExecutor)."""
 
     def __init__(self, settings: SlurmSettings):
+        # checked before the build spends anything: submitting is its last step
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--executor slurm: no sbatch on PATH; run the build where SLURM's commands are "
+                              "(a login node) or use --executor local")
         self.settings = settings
 
     def run(self, plan: BuildPlan, finish: Callable[[], None], progress: Progress) -> None:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from codemix.data.corpus import Corpus
 
 REMOTE_SCHEMES = ("s3://", "gs://", "oci://", "azure://", "dbfs:/", "hf://")
+# The package each scheme's streaming client imports, for the error when it is not installed.
+CLIENT_PACKAGES = {"s3": "boto3", "gs": "google-cloud-storage", "oci": "oci", "azure": "azure-storage-blob",
+                   "dbfs": "databricks-sdk", "hf": "huggingface_hub"}
 REMOTE_FILE = "remote.json"  # in the cache folder: the corpus's remote url
 DOWNLOAD_TIMEOUT_S = 60.0
 # Without a cache_limit, a remote corpus's training shards may fill this share of the cache disk's free
@@ -51,6 +54,10 @@ def fetch_corpus(url: str, cache: Path) -> Path:
         downloader = CloudDownloader.get(url)  # one client for every file (a client costs ~0.3 s to make)
     except ValueError as err:
         raise ConfigError(f"{url}: {err}") from err
+    except ModuleNotFoundError as err:  # the client is imported on first use
+        package = CLIENT_PACKAGES.get(url.split(":", 1)[0], err.name)
+        raise ConfigError(f"{url}: reading it needs the {package} package, not installed here "
+                          f"(pip install {package} beside codemix)") from err
 
     def get(relative: str) -> Path:
         local = cache / relative

@@ -9,11 +9,13 @@ import glob
 import gzip
 import io
 import json
+import logging
 import lzma
 import os
 import re
 import shlex
 import subprocess
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ import xxhash
 
 from codemix.config.data_spec import ReaderSpec, SourceSpec, input_patterns
 from codemix.errors import CodemixError, ConfigError
+
+log = logging.getLogger(__name__)
 
 # A file with a NUL byte near its start is binary (git's heuristic looks at the first 8000 bytes).
 BINARY_PROBE_BYTES = 8192
@@ -56,6 +60,7 @@ class ReadStats:
     bytes: int = 0
     skipped_binary: int = 0
     skipped_non_utf8: int = 0
+    skipped_unreadable: int = 0  # compressed files that do not decompress (corrupt or truncated)
     capped: bool = False  # reading stopped at the source's byte cap
 
 
@@ -94,14 +99,16 @@ def read_source(spec: SourceSpec, stats: ReadStats, part: Slice = WHOLE, files: 
             yield Document(part, part_origin, language)
 
 
-def check_readable(spec: SourceSpec, stats: ReadStats) -> None:
-    """Refuse a source whose files held no text at all (only binary or non-UTF-8 ones): building it
-    would give it 0 tokens and say nothing."""
-    if stats.documents == 0 and (stats.skipped_binary or stats.skipped_non_utf8):
+def check_readable(spec: SourceSpec, stats: ReadStats, origin: str = "") -> None:
+    """Refuse a source whose files held no text at all (only binary, non-UTF-8 or unreadable ones):
+    building it would give it 0 tokens and say nothing. `origin`: the data YAML, named first if given."""
+    if stats.documents == 0 and (stats.skipped_binary or stats.skipped_non_utf8 or stats.skipped_unreadable):
         reader = spec.reader
         where = ", ".join(input_patterns(reader)) if reader.type != "command" else shlex.join(reader.command)
-        raise ConfigError(f"source {spec.name!r}: {where}: no UTF-8 text in {stats.files} file(s) "
-                          f"({stats.skipped_binary} binary, {stats.skipped_non_utf8} not UTF-8)")
+        unreadable = f", {stats.skipped_unreadable} unreadable" if stats.skipped_unreadable else ""
+        raise ConfigError(f"{origin + ': ' if origin else ''}source {spec.name!r}: {where}: no UTF-8 text in "
+                          f"{stats.files} file(s) ({stats.skipped_binary} binary, {stats.skipped_non_utf8} not UTF-8"
+                          f"{unreadable})")
 
 
 def language_of(path: str | Path) -> str | None:
@@ -231,6 +238,42 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
+def _corrupt_errors(path: Path) -> tuple[type[Exception], ...]:
+    """What decompressing `path` raises when its data is corrupt or truncated (nothing for a plain file:
+    its read errors are not the data's)."""
+    suffix = path.suffix.lower()
+    if suffix == ZSTD_SUFFIX:
+        import zstandard
+
+        return (zstandard.ZstdError, OSError, EOFError)
+    return (OSError, EOFError, zlib.error, lzma.LZMAError) if suffix in DECOMPRESSORS else ()
+
+
+def _skip_unreadable(path: Path, err: Exception, stats: ReadStats) -> None:
+    # counted like a binary file (the manifest's skipped.unreadable) and named, since it is a damaged input
+    stats.skipped_unreadable += 1
+    log.warning("%s: skipped, unreadable: %s", path, err)
+
+
+def _read_bytes(path: Path, stats: ReadStats) -> bytes | None:
+    """The file's content, or None (counted) for a compressed file that does not decompress."""
+    try:
+        with _open(path) as handle:
+            return handle.read()
+    except _corrupt_errors(path) as err:
+        _skip_unreadable(path, err, stats)
+        return None
+
+
+def _read_lines(path: Path, stats: ReadStats) -> Iterator[bytes]:
+    """The file's lines; a compressed file found corrupt part-way ends there, counted (its lines before stay)."""
+    try:
+        with _open(path) as handle:
+            yield from handle
+    except _corrupt_errors(path) as err:
+        _skip_unreadable(path, err, stats)
+
+
 def _decode(raw: bytes, stats: ReadStats, split: bool = False) -> str | None:
     """UTF-8 text, or None (counted) for binary or non-UTF-8 content.
 
@@ -261,8 +304,8 @@ def slice_files(spec: SourceSpec, part: Slice = WHOLE) -> list[Path]:
 def _read_files(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:
     for path in files:
         stats.files += 1
-        with _open(path) as handle:
-            text = _decode(handle.read(), stats, split=spec.reader.split_on is not None)
+        raw = _read_bytes(path, stats)
+        text = None if raw is None else _decode(raw, stats, split=spec.reader.split_on is not None)
         if text is not None:
             yield text, str(path), language_of(path)
 
@@ -271,23 +314,22 @@ def _read_jsonl(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterat
     field = spec.reader.text_field
     for path in files:
         stats.files += 1
-        with _open(path) as handle:
-            for n, line in enumerate(handle):
-                if not line.strip():
-                    continue
-                where = f"source {spec.name!r}: {path} line {n + 1}"
-                text = _decode(line, stats)
-                if text is None:
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise ConfigError(f"{where}: not JSON: {err}") from err
-                if not isinstance(record, dict) or field not in record:
-                    raise ConfigError(f"{where}: no text_field {field!r} in the record")
-                value = _text_value(record[field], field, where, stats)
-                if value is not None:
-                    yield value, f"{path}#{n}", None
+        for n, line in enumerate(_read_lines(path, stats)):
+            if not line.strip():
+                continue
+            where = f"source {spec.name!r}: {path} line {n + 1}"
+            text = _decode(line, stats)
+            if text is None:
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{where}: not JSON: {err}") from err
+            if not isinstance(record, dict) or field not in record:
+                raise ConfigError(f"{where}: no text_field {field!r} in the record")
+            value = _text_value(record[field], field, where, stats)
+            if value is not None:
+                yield value, f"{path}#{n}", None
 
 
 def _read_parquet(spec: SourceSpec, stats: ReadStats, files: list[Path]) -> Iterator[Record]:

@@ -205,7 +205,8 @@ class ScanSlice(_PlanStep):
                 yield PipelineDocument(text=text, id=f"{rank}/{position}")
         if tokens is not None:
             tokens.finish({"capped": stats.capped, "filters": cleaner.counts(source.name),
-                           "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8},
+                           "skipped": {"binary": stats.skipped_binary, "non_utf8": stats.skipped_non_utf8,
+                                       "unreadable": stats.skipped_unreadable},
                            "read": {"files": stats.files, "documents": stats.documents, "bytes": stats.bytes}})
         self.stat_update("documents", value=stats.documents)
         if not plan.spec.dedup:
