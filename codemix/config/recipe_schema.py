@@ -155,6 +155,11 @@ class StageConfig:
     max_passes: float = 1.0  # how many times a source may be repeated to fill its share
     val_interval_tokens: int = 0  # 0 = validate only at the end of the stage
     val_samples_per_source: int = 64  # held-out sequences per source in each validation pass
+    # In-loop continuous scores: at each validation, the bits per byte of the gold continuation of the
+    # first val_bpb_examples examples of each named eval task (0-shot, scored by codemix.eval.bpb as
+    # `codemix eval` scores them), logged as val/bpb/<task> and val/bpb/<category>. [] = none.
+    val_bpb_tasks: list[str] = field(default_factory=list)
+    val_bpb_examples: int = 16
     checkpoint_interval_tokens: int = 0  # 0 = checkpoint only at the end of the stage
     # Weights-only snapshots (snapshots/tokens-N/, a pretrained folder codemix eval reads); 0 = none.
     snapshot_interval_tokens: int = 0

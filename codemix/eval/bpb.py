@@ -8,7 +8,8 @@ At small scale accuracy sits at chance for every arm; the likelihood of the righ
 The gold continuation is, per kind: multiple choice, the correct choice given its context (the very
 log-likelihood accuracy already computed); generation (TriviaQA, NQ), the first listed answer given
 the prompt, as a few-shot demonstration writes it; code, the dataset's canonical solution given the
-prompt. Lower is better. This one function serves `codemix eval` in-loop and offline alike."""
+prompt. Lower is better. This one function serves `codemix eval` offline and a stage's in-loop val_bpb_tasks
+(codemix.train.val_bpb) alike."""
 
 import math
 

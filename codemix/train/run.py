@@ -47,6 +47,7 @@ from codemix.train.resume import (ResumeAgreement, StepCheckpoint, drop_fallback
                                   save_stage_checkpoint)
 from codemix.train.sharded_checkpoint import ShardedStrategy, consolidate, consolidated_path, is_sharded
 from codemix.train.snapshots import WeightSnapshots
+from codemix.train.val_bpb import GoldBpbValidation, val_bpb_tasks
 from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
 
 
@@ -92,6 +93,8 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: H
     plans = [plan_recipe(run, corpus_of, home) for run in runs]
     for plan in plans:
         check_memory(plan.recipe, plan.corpus.vocab_size)  # before any stage's compute
+        for stage in plan.stages:
+            val_bpb_tasks(stage.config, stage.origin)
     results = []
     for k, plan in enumerate(plans):
         seeds = f", seed run {k + 1} of {len(plans)}" if len(plans) > 1 else ""
@@ -226,6 +229,13 @@ class StageTraining:
         if snapshot_every:
             callbacks.append(WeightSnapshots(self.target, snapshot_every, step_tokens, plan.model,
                                              self.corpus.path / TOKENIZER_FILE))
+        in_loop = val_bpb_tasks(stage, self.plan.origin)
+        if in_loop:
+            if self.sharded:
+                raise CodemixError(f"{self.plan.origin}: val_bpb_tasks scores the whole model in one process; with "
+                                   "fsdp2 score snapshots offline instead (codemix eval STAGE --checkpoints all)")
+            callbacks.append(GoldBpbValidation(in_loop, stage.val_bpb_examples, self.corpus.path / TOKENIZER_FILE,
+                                               self.corpus.eos_id))
         checkpoint_every = interval_steps(stage.checkpoint_interval_tokens, step_tokens)
         if checkpoint_every:  # last: the other callbacks' rows of the step reach the logs first
             callbacks.append(StepCheckpoint(self.target.last_checkpoint, checkpoint_every))
