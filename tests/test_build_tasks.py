@@ -117,7 +117,7 @@ def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_
     assert sorted(reads) == sorted((name, k) for name, count in slices.items() for k in range(count))
     assert sorted(listings) == ["a", "b"]  # each source's files listed once, by the build, not by each task
 
-    # rebuilding b alone: a is scanned again (its texts come first) but neither packed nor tokenized
+    # rebuilding b alone: a decides which of b's texts are duplicates through its kept hashes, unread
     reads.clear()
     tokenized: list[str] = []
     writer = tasks.TokenWriter
@@ -129,8 +129,28 @@ def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_
     monkeypatch.setattr(tasks, "TokenWriter", recording_writer)
     changed = replace(spec, sources=[spec.sources[0], replace(spec.sources[1], licence="changed")])
     build_corpus(changed, out, processes=1, progress=lambda _: None)
-    assert {name for name, _ in reads} == {"a", "b"} and set(tokenized) == {"b"}
+    assert {name for name, _ in reads} == {"b"} and set(tokenized) == {"b"}
     assert len(tokenized) == slices["b"] and Corpus.open(out).manifest("b")["filters"]["duplicate"] == 4
+    assert sorted(p.name for p in (out / ".hashes").iterdir()) == ["a", "b"]
+
+    # adding c, copies of a's files and texts of its own: only c is read, and a's and b's kept hashes
+    # find its copies; a changed input file of a (its mtime) makes a's hashes stale, and a is read again
+    (tmp_path / "in" / "c").mkdir()
+    for i in range(4):
+        shutil.copy(tmp_path / "in" / "a" / f"doc{i}.txt", tmp_path / "in" / "c" / f"doc{i}.txt")
+    for k in range(6):
+        (tmp_path / "in" / "c" / f"own{k}.txt").write_text("\n".join(f"c's own line {j} of {k}" for j in range(60)))
+    added = replace(changed, sources=[*changed.sources, replace(spec.sources[1], name="c", reader=replace(
+        spec.sources[1].reader, path=str(tmp_path / "in" / "c")))])
+    reads.clear()
+    build_corpus(added, out, processes=1, progress=lambda _: None)
+    assert {name for name, _ in reads} == {"c"}
+    assert Corpus.open(out).manifest("c")["filters"]["duplicate"] == 4
+    os.utime(tmp_path / "in" / "a" / "doc0.txt", ns=(1, 1))
+    reads.clear()
+    build_corpus(replace(added, sources=[*added.sources[:2], replace(added.sources[2], licence="again")]), out,
+                 processes=1, progress=lambda _: None)
+    assert {name for name, _ in reads} == {"a", "c"}  # b's hashes still fit; a's file changed
 
 
 @pytest.mark.slow

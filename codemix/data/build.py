@@ -40,6 +40,7 @@ from codemix.data.clean import Cleaner
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus, read_json
 from codemix.data.shards import EncodeSettings
 from codemix.data.sources import ReadStats, check_readable, read_source
+from codemix.data import hash_store
 from codemix.data.executors import Executor, LocalExecutor
 from codemix.data.tasks import (
     COUNTS_FILE,
@@ -172,7 +173,7 @@ def _add_sources(corpus: Corpus, sources: list[SourceSpec], processes: int, comm
 
     # The corpus stays complete while sources are added: each appears whole, corpus.json last.
     _build_sources(spec, out, _previous_manifests(out, sources), tokenizer_recipe, corpus.tokenizer_hash,
-                   lambda: None, LocalExecutor(processes), command, progress, write_meta, origin)
+                   lambda: None, LocalExecutor(processes), command, progress, write_meta, origin, keep_hashes=False)
 
 
 def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
@@ -193,10 +194,11 @@ def check_addable(corpus: Corpus, sources: list[SourceSpec]) -> None:
 
 def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokenizer_recipe: str, tokenizer_hash: str,
                    invalidate: Callable[[], None], executor: Executor, command: str,
-                   progress: Progress, write_meta: Callable[[], None], origin: str) -> None:
+                   progress: Progress, write_meta: Callable[[], None], origin: str, keep_hashes: bool = True) -> None:
     """Build every source of `spec` whose manifest does not record its spec and tokenizer hashes, as
     tasks over slices of their files (codemix.data.tasks) on `executor`; then merge each source's
-    parts and `write_meta` (here, or in the executor's last job)."""
+    parts and `write_meta` (here, or in the executor's last job). With dedup, the scanned sources'
+    hashes are kept for the next build (codemix.data.hash_store) when `keep_hashes`."""
     tokenizer = Tokenizer.from_file(str(out / TOKENIZER_FILE))
     dtype = token_dtype(vocab_size(tokenizer))
     settings = EncodeSettings(str(out / TOKENIZER_FILE), special_ids(tokenizer)["eos_id"], dtype, spec.seed,
@@ -228,6 +230,10 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
     plan = BuildPlan(spec, str(work), tasks, frozenset(todo), settings)
     write_plan_note(plan)
     write_slice_files(plan, files)
+    keys = {i: hash_store.store_key(spec, i, list(tasks), files) for i in scanned} if keep_hashes and spec.dedup else {}
+    for i in scanned:
+        if i not in todo and hash_store.link_kept(out, plan, i, keys.get(i)):
+            progress(f"{spec.sources[i].name}: dedup against its kept hashes, its text is not read again")
     started = time.time()
 
     def finish() -> None:
@@ -235,6 +241,8 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
             hashes = {"spec_hash": expected[spec.sources[i].name], "tokenizer_recipe": tokenizer_recipe,
                       "tokenizer_hash": tokenizer_hash}
             progress(_summary(_merge_source(plan, i, out, hashes, command, time.time() - started)))
+        if keys:
+            hash_store.keep(out, plan, keys)
         write_meta()
         remove_task_data(plan)  # the parts live on as the sources' hard links; logs and markers stay
 
@@ -383,7 +391,7 @@ def _tokenizer_recipe(spec: DataSpec) -> dict:
     if spec.tokenizer.path is not None:
         return {"path": spec.tokenizer.path, "file_hash": file_hash(spec.tokenizer.path)}
     # a trained tokenizer depends on every source's sample
-    return {"train": asdict(spec.tokenizer), "sources": [asdict(s) for s in spec.sources]}
+    return {"train": asdict(spec.tokenizer), "sources": [hash_store.content(s) for s in spec.sources]}
 
 
 def _near(spec: DataSpec) -> bool:
@@ -401,7 +409,8 @@ def _spec_hash(spec: DataSpec, index: int, tokenizer_recipe: str) -> str:
             "val_fraction": spec.val_fraction,
             "seed": spec.seed,
             "dedup": spec.dedup,
-            "sources": [asdict(s) for s in upstream],
+            # the source's own spec whole (its manifest records it); an earlier one's only as far as its text
+            "sources": [hash_store.content(s) for s in upstream[:-1]] + [asdict(upstream[-1])],
             **({"minhash": asdict(spec.minhash)} if near else {}),
         }
     )

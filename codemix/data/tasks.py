@@ -191,6 +191,8 @@ class ScanSlice(_PlanStep):
         plan = self.plan
         task = plan.tasks[rank]
         source = plan.spec.sources[task.source]
+        if task.source not in plan.build and not source.near_dedup and plan.hashes_path(task).is_file():
+            return  # only hashed, and its hashes are here: the corpus kept them (codemix.data.build), or an attempt
         shutil.rmtree(plan.tokens_dir(task), ignore_errors=True)  # a killed attempt's (this task wrote them)
         tokens = TokenWriter(plan.tokens_dir(task), plan.settings) if task.source in plan.build else None
         stats, cleaner = ReadStats(), slice_cleaner(plan.spec, source)
@@ -212,8 +214,9 @@ class ScanSlice(_PlanStep):
         if not plan.spec.dedup:
             return
         hashes = np.array(rows, dtype=_HASH)
-        # one file whose buckets are runs, not one per bucket: the file count grows with the slices only
-        _save(plan.hashes_path(task), hashes[np.argsort(hashes["hi"] % plan.buckets, kind="stable")])
+        # sorted by hash, so each bucket (a range of hashes) is a run whatever the bucket count: one file a
+        # slice, not one a bucket, and a later build with more or fewer slices can reuse it
+        _save(plan.hashes_path(task), hashes[np.argsort(hashes["hi"], kind="stable")])
 
 
 class DecideBucket(_PlanStep):
@@ -223,10 +226,8 @@ class DecideBucket(_PlanStep):
     name = "decide"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        buckets = self.plan.buckets
-        hashes = np.concatenate([
-            _run(np.load(self.plan.hashes_path(task), mmap_mode="r"), lambda row: int(row["hi"]) % buckets, rank)
-            for task in self.plan.tasks])
+        hashes = np.concatenate([bucket_run(np.load(self.plan.hashes_path(task), mmap_mode="r"), rank, self.plan.buckets)
+                                 for task in self.plan.tasks])
         order = np.lexsort((hashes["position"], hashes["slice"], hashes["source"], hashes["lo"], hashes["hi"]))
         hashes = hashes[order]
         repeat = np.zeros(len(hashes), dtype=bool)
@@ -271,6 +272,16 @@ class PackSlice(_PlanStep):
             drop = np.load(self.plan.drop_path(bucket), mmap_mode="r")
             positions.update(_run(drop, _slice_key, (task.source, task.part.index))["position"].tolist())
         return positions
+
+
+def bucket_run(sorted_hashes: np.ndarray, bucket: int, buckets: int) -> np.ndarray:
+    """The rows of `sorted_hashes` (sorted by "hi") in the bucket-th of `buckets` equal ranges of the
+    64-bit hash, as an array in memory: of a memory-mapped file only the run and a few probed pages."""
+    hi = sorted_hashes["hi"]
+    edges = [np.uint64(-(-k * 2**64 // buckets)) for k in (bucket, bucket + 1) if k < buckets]  # ceil
+    first = int(np.searchsorted(hi, edges[0])) if bucket else 0
+    end = int(np.searchsorted(hi, edges[1])) if bucket + 1 < buckets else len(hi)
+    return np.array(sorted_hashes[first:end])
 
 
 def _slice_key(row: np.void) -> tuple[int, int]:
