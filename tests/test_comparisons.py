@@ -146,6 +146,60 @@ def test_baselines_match_the_model_size(tmp_path):
     assert override["paper-2p8b-balanced-only"].baseline.run.arm == "paper-470m-text-only"  # --baseline: any size
 
 
+SIZES = (("470m", 470_000_000, 0), ("2p8b", 2_800_000_000, 40))  # arm prefix, parameters, extra right answers
+
+
+@pytest.fixture
+def two_sizes(tmp_path: Path) -> Path:
+    """A sweep and quality arms at each of two sizes, the larger 40 answers better throughout: compared
+    across sizes, every 470M delta would come out negative."""
+    runs = tmp_path / "runs"
+    for size, parameters, better in SIZES:
+        for nominal, tokens in ((0, {"kjv": 20}), (50, {"kjv": 10, "code_python": 10}), (100, {"code_python": 20})):
+            stage(runs, f"paper-{size}-sweep-code-{nominal}", "pt", f"s{nominal}-{size}", tokens,
+                  study_scores(100 + better + nominal // 10, 10, 0), parameters=parameters)
+        for quality, right in (("web", 100), ("markup", 110)):
+            stage(runs, f"paper-{size}-quality-{quality}", "pt", f"q{quality}-{size}", {"code_python": 20},
+                  study_scores(right + better, 10, 0), parameters=parameters)
+    return runs
+
+
+def test_sweep_and_quality_are_compared_within_each_model_size(two_sizes):
+    study = build_comparisons(build_rows(find_stages([two_sizes]), options=OPTIONS), OPTIONS)
+    assert [(p.row.run.arm, p.vs_zero and p.vs_zero.reference.run.arm) for p in study.sweep] == [
+        ("paper-470m-sweep-code-0", None), ("paper-470m-sweep-code-50", "paper-470m-sweep-code-0"),
+        ("paper-470m-sweep-code-100", "paper-470m-sweep-code-0"),
+        ("paper-2p8b-sweep-code-0", None), ("paper-2p8b-sweep-code-50", "paper-2p8b-sweep-code-0"),
+        ("paper-2p8b-sweep-code-100", "paper-2p8b-sweep-code-0")]
+    half = next(p for p in study.sweep if p.row.run.arm == "paper-470m-sweep-code-50")
+    assert half.vs_zero.deltas["reasoning"].absolute.estimate == pytest.approx(5 / 200)  # not 35 fewer
+    assert [(c.arm.run.arm, c.reference.run.arm) for c in study.quality] == [
+        ("paper-470m-quality-markup", "paper-470m-quality-web"), ("paper-2p8b-quality-markup", "paper-2p8b-quality-web")]
+    assert all(c.deltas["reasoning"].absolute.estimate == pytest.approx(10 / 200) for c in study.quality)
+
+
+def test_report_shows_each_model_size_under_its_own_heading(two_sizes, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(two_sizes), "--out", str(out), "--resamples", "20"]) == 0
+    markdown = (out / "report.md").read_text()
+    fig4, fig5 = markdown.split("## Code-fraction sweep")[1].split("## Code quality")
+    assert fig4.index("### 470M parameters") < fig4.index("### 2.8B parameters")
+    small, large = fig4.split("### 2.8B parameters")
+    assert "Change against the 0% model (paper-470m-sweep-code-0/pt)" in small
+    assert "Change against the 0% model (paper-2p8b-sweep-code-0/pt)" in large
+    assert "paper-2p8b" not in small and "paper-470m" not in large
+    for size, _, _ in SIZES:
+        assert f"| markup vs web code only | paper-{size}-quality-markup/pt | paper-{size}-quality-web/pt |" in fig5
+    assert "### 470M parameters" in fig5 and "### 2.8B parameters" in fig5
+    assert [(r["parameters"], r["arm"]) for r in read_csv(out / "sweep.csv")] == [
+        (str(parameters), f"paper-{size}-sweep-code-{nominal}") for size, parameters, _ in SIZES for nominal in (0, 50, 100)]
+    compared = {(r["figure"], r["arm"], r["baseline"]) for r in read_csv(out / "comparisons.csv")}
+    assert compared == {(figure, f"paper-{size}-{arm}", f"paper-{size}-{reference}/pt") for size, _, _ in SIZES
+                        for figure, arm, reference in (("Fig 4", "sweep-code-50", "sweep-code-0"),
+                                                       ("Fig 4", "sweep-code-100", "sweep-code-0"),
+                                                       ("Fig 5", "quality-markup", "quality-web"))}
+
+
 def test_findings_say_which_directions_the_runs_show(runs):
     study = build_comparisons(build_rows(find_stages([runs]), options=OPTIONS), OPTIONS)
     verdicts = [(f.direction.claim.split(" (")[0], f.direction.score, f.verdict, f.shown_by) for f in findings(study)]

@@ -3,9 +3,13 @@
     comparisons.csv   one row per comparison and score (Fig 6 cooldowns, Fig 4 sweep vs 0%, Fig 5
                       quality vs web code), in deltas.csv's columns plus the figure and comparison
     sweep.csv         one row per sweep arm: code share, scores, held-out bpb per source and its
-                      change against the 0% model"""
+                      change against the 0% model (of its model size: a parameters column when the
+                      runs have more than one)
 
-from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint
+Fig 4's and Fig 5's tables are per model size, each under its size when the runs have more than one."""
+
+from codemix.analysis.baselines import model_size
+from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint, by_model_size
 from codemix.analysis.formatting import (DELTA_COLUMNS, blank, delta_header, delta_records, delta_text,
                                          interval_over, is_seeded, mean_and_spread, score_text, to_csv)
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions
@@ -26,13 +30,31 @@ def comparison_sections(study: StudyComparisons, options: BootstrapOptions) -> l
                   "cooldown with code against the cooldown without code from the same stage. " + note, ""]
         lines += _comparison_table(study.cooldown)
     if study.sweep:
-        lines += ["", "## Code-fraction sweep (the study's Fig 4)", ""] + _sweep_tables(study.sweep, note)
+        lines += ["", "## Code-fraction sweep (the study's Fig 4)", "",
+                  "Each sweep arm's last stage by the share of code among all the tokens it saw (the arm's "
+                  "nominal % in brackets). Scores (held-out bpb per source: each source's validation split):"]
+        sizes = by_model_size(study.sweep, lambda point: point.row)
+        for size, points in sizes:
+            lines += _size_heading(size, len(sizes)) + _sweep_tables(points, note)
     if study.quality:
         lines += ["", "## Code quality (the study's Fig 5)", "",
                   "Code-only pretraining on web code plus markup, code-adjacent or synthetic code, against "
-                  "web code only. " + note, ""]
-        lines += _comparison_table(study.quality)
+                  "web code only. " + note]
+        sizes = by_model_size(study.quality, lambda comparison: comparison.arm)
+        for size, comparisons in sizes:
+            lines += _size_heading(size, len(sizes)) + [""] + _comparison_table(comparisons)
     return lines
+
+
+def _size_heading(size: int | None, sizes: int) -> list[str]:
+    """A model size's subheading, only where the runs have more than one (the quickstart has one)."""
+    return ["", f"### {_size_label(size)}"] if sizes > 1 else []
+
+
+def _size_label(size: int | None) -> str:
+    if size is None:
+        return "model size not recorded"
+    return f"{size / 1e9:.3g}B parameters" if size >= 1e9 else f"{size / 1e6:.3g}M parameters"
 
 
 def _comparison_table(comparisons: list[Comparison]) -> list[str]:
@@ -45,9 +67,7 @@ def _comparison_table(comparisons: list[Comparison]) -> list[str]:
 def _sweep_tables(points: list[SweepPoint], note: str) -> list[str]:
     sources = _sources(points)
     titles = [SCORE_TITLES[s] for s in SWEEP_SCORES]
-    lines = ["Each sweep arm's last stage by the share of code among all the tokens it saw (the arm's "
-             "nominal % in brackets). Scores (held-out bpb per source: each source's validation split):", "",
-             "| code % | arm | " + " | ".join(titles + [f"{s} bpb" for s in sources]) + " |",
+    lines = ["", "| code % | arm | " + " | ".join(titles + [f"{s} bpb" for s in sources]) + " |",
              "|---|---|" + "---|" * (len(titles) + len(sources))]
     for point in points:
         heldout = point.row.scores.heldout_bpb if point.row.scores else {}
@@ -88,11 +108,13 @@ def comparisons_csv(study: StudyComparisons) -> str:
 
 def sweep_csv(points: list[SweepPoint]) -> str:
     sources = _sources(points)
+    several_sizes = len(by_model_size(points, lambda point: point.row)) > 1
     records = []
     for p in points:
         heldout = p.row.scores.heldout_bpb if p.row.scores else {}
         deltas = p.vs_zero.deltas if p.vs_zero else {}
         records.append({
+            **({"parameters": blank(model_size(p.row.run))} if several_sizes else {}),
             "arm": p.row.run.arm, "stage": p.row.run.stage, "nominal_code_pct": p.nominal,
             "observed_code_pct": 100 * p.code_share,
             **{(f"{s}_pct" if s in SCORES else s): blank(_csv_value(s, p.row.score(s))) for s in (*SCORES, *BPB_SCORES)},

@@ -5,6 +5,9 @@
     Fig 4  sweep:     the code-fraction sweep ('...sweep-code-N' arms) against its 0% model, as
                       curves over the share of code the model saw
     Fig 5  quality:   the code-quality arms ('...quality-X') against web code only ('...quality-web')
+Fig 4's and Fig 5's arms are compared per model size, as Table 2 matches its baselines
+(codemix/analysis/baselines.py): each sweep with its own 0% model, each quality arm with the web
+code arm of its size.
     headline:         balanced -> text after CPT against text-only before its cooldown (of the same
                       model size), the study's headline numbers
 
@@ -13,7 +16,9 @@ over seeds and examples when the stages were trained once per seed. A pair of st
 once however many comparisons name it."""
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from codemix.analysis.baselines import has_code, model_size
 from codemix.analysis.bootstrap import Delta
@@ -25,6 +30,8 @@ QUALITY_ARM = re.compile(r"quality[-_](\w+)$")
 WEB_CODE = "web"
 BALANCED_TO_TEXT = re.compile(r"(^|[-_])balanced[-_]to[-_]text$")
 TEXT_ONLY = re.compile(r"(^|[-_])text[-_]only$")
+
+T = TypeVar("T")
 
 COOLDOWN_WITH_CODE = "cooldown with code vs none"
 COOLDOWN_WITHOUT_CODE = "cooldown without code vs none"
@@ -51,8 +58,8 @@ class SweepPoint:
 @dataclass(frozen=True)
 class StudyComparisons:
     cooldown: list[Comparison]  # Fig 6
-    sweep: list[SweepPoint]  # Fig 4, by code share
-    quality: list[Comparison]  # Fig 5
+    sweep: list[SweepPoint]  # Fig 4, by model size (smallest first), then code share
+    quality: list[Comparison]  # Fig 5, by model size
     headline: Comparison | None
 
     @property
@@ -110,13 +117,22 @@ def _cooldowns(rows: list[Row], compare: _Comparer) -> list[Comparison]:
     return comparisons
 
 
-def _last_of_arms(rows: list[Row], pattern: re.Pattern) -> dict[str, tuple[re.Match, Row]]:
-    """arm -> (its name's match, its last row) for the arms whose name matches."""
+def by_model_size(items: Iterable[T], row_of: Callable[[T], Row]) -> list[tuple[int | None, list[T]]]:
+    """The items grouped by their row's model size (baselines.model_size, Table 2's rule), smallest
+    first and unrecorded sizes before them, each group in the items' order."""
+    groups: dict[int | None, list[T]] = {}
+    for item in items:
+        groups.setdefault(model_size(row_of(item).run), []).append(item)
+    return sorted(groups.items(), key=lambda group: (group[0] is not None, group[0] or 0))
+
+
+def _last_of_arms(rows: list[Row], pattern: re.Pattern) -> list[list[tuple[re.Match, Row]]]:
+    """Per model size: (its name's match, its last row) for each arm whose name matches."""
     last = {}
     for row in rows:
         if match := pattern.search(row.run.arm):
             last[row.run.arm] = (match, row)
-    return last
+    return [arms for _, arms in by_model_size(last.values(), lambda arm: arm[1])]
 
 
 def code_share(row: Row) -> float:
@@ -126,7 +142,11 @@ def code_share(row: Row) -> float:
 
 
 def _sweep(rows: list[Row], compare: _Comparer) -> list[SweepPoint]:
-    points = [(int(match.group(1)), row) for match, row in _last_of_arms(rows, SWEEP_ARM).values()]
+    return [point for arms in _last_of_arms(rows, SWEEP_ARM) for point in _sweep_of_size(arms, compare)]
+
+
+def _sweep_of_size(arms: list[tuple[re.Match, Row]], compare: _Comparer) -> list[SweepPoint]:
+    points = [(int(match.group(1)), row) for match, row in arms]
     zero = next((row for nominal, row in points if nominal == 0), None)
     sweep = []
     for nominal, row in sorted(points, key=lambda point: (code_share(point[1]), point[0])):
@@ -139,12 +159,13 @@ def _sweep(rows: list[Row], compare: _Comparer) -> list[SweepPoint]:
 
 
 def _quality(rows: list[Row], compare: _Comparer) -> list[Comparison]:
-    arms = {match.group(1): row for match, row in _last_of_arms(rows, QUALITY_ARM).values()}
-    web = arms.get(WEB_CODE)
-    if web is None:
-        return []
-    return [c for name, row in arms.items() if row is not web
-            and (c := compare(f"{name.replace('_', '-')} vs web code only", row, web)) is not None]
+    comparisons = []
+    for same_size in _last_of_arms(rows, QUALITY_ARM):
+        arms = {match.group(1): row for match, row in same_size}
+        if (web := arms.get(WEB_CODE)) is not None:
+            comparisons += [c for name, row in arms.items() if row is not web
+                            and (c := compare(f"{name.replace('_', '-')} vs web code only", row, web)) is not None]
+    return comparisons
 
 
 def _headline(rows: list[Row], compare: _Comparer) -> Comparison | None:
