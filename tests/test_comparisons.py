@@ -280,10 +280,19 @@ def test_smoke_study_report_opens_with_findings_and_compares_its_cooldowns(smoke
     assert "(tiny-smoke-balanced-to-text/cpt vs tiny-smoke-text-only/pt)" in opening  # the headline pair
     assert "- **not measured**: 25% code over 0%" in opening  # the smoke study has no sweep
     assert "Table 2 (vs the baselines): " in opening and "Fig 6 (cooldowns): " in opening
-    fig6 = {(r["comparison"], r["arm"], r["baseline"]) for r in read_csv(report / "comparisons.csv")}
-    assert fig6 == {
-        (COOLDOWN_WITH_CODE, "tiny-smoke-text-only", "tiny-smoke-text-only/pt"),
-        (COOLDOWN_WITH_CODE, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text/cpt"),
-        (COOLDOWN_WITHOUT_CODE, "tiny-smoke-balanced-to-text-cooldown-text", "tiny-smoke-balanced-to-text/cpt"),
-        (WITH_VS_WITHOUT, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text-cooldown-text/cooldown")}
-    assert "## Cooldown (the study's Fig 6)" in markdown and "Fig 4" not in markdown
+    compared = {(r["figure"], r["comparison"], r["arm"], r["baseline"]) for r in read_csv(report / "comparisons.csv")}
+    assert compared == {
+        ("Fig 6", COOLDOWN_WITH_CODE, "tiny-smoke-text-only", "tiny-smoke-text-only/pt"),
+        ("Fig 6", COOLDOWN_WITH_CODE, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text/cpt"),
+        ("Fig 6", COOLDOWN_WITHOUT_CODE, "tiny-smoke-balanced-to-text-cooldown-text", "tiny-smoke-balanced-to-text/cpt"),
+        ("Fig 6", WITH_VS_WITHOUT, "tiny-smoke-balanced-to-text", "tiny-smoke-balanced-to-text-cooldown-text/cooldown"),
+        ("Fig 4", "50% code vs 0%", "tiny-smoke-sweep-code-50", "tiny-smoke-sweep-code-0/pt"),
+        ("Fig 5", "markup vs web code only", "tiny-smoke-quality-markup", "tiny-smoke-quality-web/pt")}
+    assert "## Cooldown (the study's Fig 6)" in markdown
+    fig4, fig5 = markdown.split("## Code-fraction sweep (the study's Fig 4)")[1].split("## Code quality (the study's Fig 5)")
+    assert "| 0 (0) | tiny-smoke-sweep-code-0/pt |" in fig4 and "| 50 (50) | tiny-smoke-sweep-code-50/pt |" in fig4
+    assert "Change against the 0% model (tiny-smoke-sweep-code-0/pt)" in fig4
+    assert "| markup vs web code only | tiny-smoke-quality-markup/pt | tiny-smoke-quality-web/pt |" in fig5
+    sweep = read_csv(report / "sweep.csv")
+    assert [row["arm"] for row in sweep] == ["tiny-smoke-sweep-code-0", "tiny-smoke-sweep-code-50"]
+    assert (report / "figures" / "sweep.png").read_bytes()[:8] == PNG

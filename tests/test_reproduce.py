@@ -23,15 +23,22 @@ SMOKE_ARMS = {
     "tiny-smoke-text-only": ["pt", "cooldown"],
     "tiny-smoke-balanced-to-text": ["init", "cpt", "cooldown"],
     "tiny-smoke-balanced-to-text-cooldown-text": ["init", "cpt", "cooldown"],
+    # Fig 4's sweep (its stages are text-only's pt and balanced-to-text's init) and Fig 5's quality arms
+    "tiny-smoke-sweep-code-0": ["pt"],
+    "tiny-smoke-sweep-code-50": ["pt"],
+    "tiny-smoke-quality-web": ["pt"],
+    "tiny-smoke-quality-markup": ["pt"],
 }
-DISTINCT_STAGES = 6
+DISTINCT_STAGES = 8
 SMOKE = REPO / "recipes" / "tiny" / "smoke"
 
 
 def smoke_tokens() -> int:
-    """Tokens of the smoke study's distinct stages, from its recipes: every stage of text_only and
-    balanced_to_text, and the cooldown of balanced_to_text_cooldown_text (its other stages are shared)."""
-    own = {"text_only": None, "balanced_to_text": None, "balanced_to_text_cooldown_text": "cooldown"}
+    """Tokens of the smoke study's distinct stages, from its recipes: every stage of text_only,
+    balanced_to_text and the quality arms, and the cooldown of balanced_to_text_cooldown_text (its
+    other stages are shared, as are the sweep arms' stages)."""
+    own = {"text_only": None, "balanced_to_text": None, "balanced_to_text_cooldown_text": "cooldown",
+           "quality_web": None, "quality_markup": None}
     return sum(stage.tokens for name, only in own.items()
                for stage_name, stage in load_recipe(SMOKE / f"{name}.yaml").stages.items() if only in (None, stage_name))
 
@@ -120,7 +127,7 @@ def test_report_covers_every_arm_stage(smoke_reproduction: Reproduction):
     assert "| tiny-smoke-balanced-to-text | cpt |" in markdown
     assert "Table 2" in smoke_reproduction.resumed.output and str(report / "report.md") in smoke_reproduction.resumed.output
     summary = json.loads((report / "reproduce.json").read_text())
-    assert (summary["distinct_stages"], summary["stages"], summary["tokens"]) == (DISTINCT_STAGES, 8, smoke_tokens())
+    assert (summary["distinct_stages"], summary["stages"], summary["tokens"]) == (DISTINCT_STAGES, 12, smoke_tokens())
     assert summary["skipped"] == {} and summary["eval"]["limit"] == 2
 
 
@@ -142,7 +149,8 @@ def test_recipe_files_are_the_named_recipes_directly_in_the_directory():
     assert not names & {"base.yaml", "cooldown_with_code.yaml", "cooldown_without_code.yaml"}
     assert study_dir(tiny, smoke=True) == SMOKE
     assert {path.name for path in recipe_files(SMOKE)} == {
-        "text_only.yaml", "balanced_to_text.yaml", "balanced_to_text_cooldown_text.yaml"}
+        "text_only.yaml", "balanced_to_text.yaml", "balanced_to_text_cooldown_text.yaml", "sweep_code_0.yaml",
+        "sweep_code_50.yaml", "quality_web.yaml", "quality_markup.yaml"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -29,7 +29,10 @@ class WinRate:
 
 def read_winrates(paths: list[Path], rows: list[Row], options: BootstrapOptions) -> list[WinRate]:
     """Each file given, or every *.json in a directory given."""
-    labels = {run.identity: row.label_of(run) for row in rows for run in row.seed_runs}
+    labels: dict[str, str] = {}
+    for row in rows:  # a stage that arms share is named as in its first row (Table 2's order, baselines first)
+        for run in row.seed_runs:
+            labels.setdefault(run.identity, row.label_of(run))
     files = [f for path in paths for f in (sorted(Path(path).glob("*.json")) if Path(path).is_dir() else [Path(path)])]
     return [_winrate(f, labels, options) for f in files]
 
