@@ -191,6 +191,7 @@ def test_report_shows_each_model_size_under_its_own_heading(two_sizes, tmp_path)
     for size, _, _ in SIZES:
         assert f"| markup vs web code only | paper-{size}-quality-markup/pt | paper-{size}-quality-web/pt |" in fig5
     assert "### 470M parameters" in fig5 and "### 2.8B parameters" in fig5
+    assert (out / "figures" / "sweep.png").read_bytes()[:8] == PNG  # a curve per size, each against its own 0%
     assert [(r["parameters"], r["arm"]) for r in read_csv(out / "sweep.csv")] == [
         (str(parameters), f"paper-{size}-sweep-code-{nominal}") for size, parameters, _ in SIZES for nominal in (0, 50, 100)]
     compared = {(r["figure"], r["arm"], r["baseline"]) for r in read_csv(out / "comparisons.csv")}

@@ -9,7 +9,7 @@
 Fig 4's and Fig 5's tables are per model size, each under its size when the runs have more than one."""
 
 from codemix.analysis.baselines import model_size
-from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint, by_model_size
+from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint, by_model_size, size_label
 from codemix.analysis.formatting import (DELTA_COLUMNS, blank, delta_header, delta_records, delta_text,
                                          interval_over, is_seeded, mean_and_spread, score_text, to_csv)
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions
@@ -48,13 +48,7 @@ def comparison_sections(study: StudyComparisons, options: BootstrapOptions) -> l
 
 def _size_heading(size: int | None, sizes: int) -> list[str]:
     """A model size's subheading, only where the runs have more than one (the quickstart has one)."""
-    return ["", f"### {_size_label(size)}"] if sizes > 1 else []
-
-
-def _size_label(size: int | None) -> str:
-    if size is None:
-        return "model size not recorded"
-    return f"{size / 1e9:.3g}B parameters" if size >= 1e9 else f"{size / 1e6:.3g}M parameters"
+    return ["", f"### {size_label(size)}"] if sizes > 1 else []
 
 
 def _comparison_table(comparisons: list[Comparison]) -> list[str]:

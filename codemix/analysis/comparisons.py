@@ -117,6 +117,13 @@ def _cooldowns(rows: list[Row], compare: _Comparer) -> list[Comparison]:
     return comparisons
 
 
+def size_label(size: int | None) -> str:
+    """A model size as the report names it ("470M parameters")."""
+    if size is None:
+        return "model size not recorded"
+    return f"{size / 1e9:.3g}B parameters" if size >= 1e9 else f"{size / 1e6:.3g}M parameters"
+
+
 def by_model_size(items: Iterable[T], row_of: Callable[[T], Row]) -> list[tuple[int | None, list[T]]]:
     """The items grouped by their row's model size (baselines.model_size, Table 2's rule), smallest
     first and unrecorded sizes before them, each group in the items' order."""

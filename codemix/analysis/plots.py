@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from codemix.analysis.comparisons import SweepPoint
+from codemix.analysis.comparisons import SweepPoint, by_model_size, size_label
 from codemix.analysis.curves import Curve
 from codemix.analysis.dynamics import DYNAMICS_SCORES, Checkpoint
 from codemix.analysis.mixture_fit import GRID, Fit, Recommendation
@@ -99,36 +99,48 @@ SWEEP_PANELS = [["reasoning", "knowledge", "code"], ["reasoning_bpb", "knowledge
 
 def sweep_figure(points: list[SweepPoint], path: Path) -> Path | None:
     """The study's Fig 4: each category's change against the 0% model (accuracy in points, bpb in
-    bits, with 95% intervals) and each source's held-out bpb change, over the share of code. None
-    when no sweep arm was compared with a 0% model."""
-    zero = next((p.vs_zero.reference for p in points if p.vs_zero is not None), None)
-    if zero is None:
+    bits, with 95% intervals) and each source's held-out bpb change, over the share of code; one
+    curve per model size, each against its own 0% model. None when no sweep arm was compared with a
+    0% model."""
+    groups = []
+    for size, members in by_model_size(points, lambda p: p.row):
+        zero = next((p.vs_zero.reference for p in members if p.vs_zero is not None), None)
+        if zero is not None:
+            groups.append((size, zero, [p for p in members if p.vs_zero is not None or p.row is zero]))
+    if not groups:
         return None
     figure = Figure(figsize=(13.0, 10.0), layout="constrained")
     axes = figure.subplot_mosaic(SWEEP_PANELS)
-    compared = [p for p in points if p.vs_zero is not None or p.row is zero]
+    several = len(groups) > 1
     for score in [s for row in SWEEP_PANELS[:2] for s in row]:
         ax, scale = axes[score], 1 if score in BPB_SCORES else 100
-        xs, ys, errors = [], [], [[], []]
-        for point in compared:
-            delta = None if point.vs_zero is None else point.vs_zero.deltas.get(score)
-            if point.row is not zero and delta is None:
-                continue
-            low, mid, high = (0.0, 0.0, 0.0) if delta is None else (
-                scale * delta.absolute.low, scale * delta.absolute.estimate, scale * delta.absolute.high)
-            xs.append(100 * point.code_share)
-            ys.append(mid)
-            errors[0].append(mid - low)
-            errors[1].append(high - mid)
-        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3)
+        for index, (size, zero, compared) in enumerate(groups):
+            xs, ys, errors = [], [], [[], []]
+            for point in compared:
+                delta = None if point.vs_zero is None else point.vs_zero.deltas.get(score)
+                if point.row is not zero and delta is None:
+                    continue
+                low, mid, high = (0.0, 0.0, 0.0) if delta is None else (
+                    scale * delta.absolute.low, scale * delta.absolute.estimate, scale * delta.absolute.high)
+                xs.append(100 * point.code_share)
+                ys.append(mid)
+                errors[0].append(mid - low)
+                errors[1].append(high - mid)
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, color=f"C{index}",
+                        label=size_label(size) if several else None)
         ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
         ax.set_title(f"{SCORE_TITLES[score]} vs the 0% model")
         ax.set_ylabel("change (bits per byte)" if score in BPB_SCORES else "change (points)")
+        if several:
+            ax.legend(fontsize="small")
     heldout = axes["heldout"]
-    for index, source in enumerate(sorted({s for p in compared for s in p.heldout_change})):
-        marked = [p for p in compared if source in p.heldout_change]
-        heldout.plot([100 * p.code_share for p in marked], [p.heldout_change[source] for p in marked], label=source,
-                     **arm_style(index))
+    sources = sorted({s for _, _, compared in groups for p in compared for s in p.heldout_change})
+    for group, (size, _, compared) in enumerate(groups):
+        for index, source in enumerate(sources):
+            marked = [p for p in compared if source in p.heldout_change]
+            label = f"{source} ({size_label(size)})" if several else source
+            heldout.plot([100 * p.code_share for p in marked], [p.heldout_change[source] for p in marked], label=label,
+                         **arm_style(index + group * 10))
     heldout.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
     heldout.set_title("held-out bits per byte per source vs the 0% model")
     heldout.set_ylabel("change (bits per byte)")
@@ -137,7 +149,8 @@ def sweep_figure(points: list[SweepPoint], path: Path) -> Path | None:
     for ax in axes.values():
         ax.set_xlabel("code in all tokens seen (%)")
         ax.grid(alpha=0.3)
-    figure.suptitle(f"code-fraction sweep against {zero.run.label} [95% intervals]")
+    against = groups[0][1].run.label if not several else "each model size's 0% model"
+    figure.suptitle(f"code-fraction sweep against {against} [95% intervals]")
     return _save(figure, path)
 
 
