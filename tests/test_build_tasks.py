@@ -153,36 +153,97 @@ def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_
     assert {name for name, _ in reads} == {"a", "c"}  # b's hashes still fit; a's file changed
 
 
+# Runs `codemix data build` with the tasks of one pass (argv[1]) from rank 3 on held after their work,
+# before datatrove marks them complete: the build is then killed with a task's outputs written but unmarked.
+HOLD_PASS = """
+import sys, time
+from codemix.cli import main
+from codemix.data import tasks
+step = {"scan": tasks.ScanSlice, "decide": tasks.DecideBucket, "pack": tasks.PackSlice}[sys.argv[1]]
+original = step.run
+def held(self, data, rank=0, world_size=1):
+    yield from original(self, data, rank, world_size)
+    if rank >= 3:
+        time.sleep(600)
+step.run = held
+sys.exit(main(sys.argv[2:]))
+"""
+STEPS = {"scan": tasks.ScanSlice, "decide": tasks.DecideBucket, "pack": PackSlice}
+
+
+def wait_for_lock_release(out: Path, seconds: float = 10.0) -> None:
+    """The killed build's forked workers (its group, killed with it but not waited for) may hold the
+    build lock's descriptor a few milliseconds after it; the resumed build would then be refused."""
+    import fcntl
+
+    from codemix.data.build import LOCK_FILE
+
+    fd = os.open(out / LOCK_FILE, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the killed build's lock was never released"
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(scope="module")
+def resume_reference(tmp_path_factory) -> tuple[Path, dict]:
+    """The sources of the kill/resume tests and the corpus an uninterrupted build makes of them."""
+    root = tmp_path_factory.mktemp("resume")
+    spec_path = write_sources(root / "in", files=24)
+    reference = build_corpus(load_data_spec(spec_path), root / "reference", processes=1, progress=lambda _: None)
+    return spec_path, corpus_bytes(reference)
+
+
 @pytest.mark.slow
-def test_killed_build_resumes_running_only_unfinished_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    spec_path = write_sources(tmp_path / "in", files=24)
-    reference = build_corpus(load_data_spec(spec_path), tmp_path / "reference", processes=1, progress=lambda _: None)
+@pytest.mark.parametrize("killed", ["scan", "decide", "pack"])
+def test_killed_build_resumes_running_only_unfinished_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            resume_reference, killed: str):
+    spec_path, reference = resume_reference
+    assert load_data_spec(spec_path).dedup  # the decide pass runs
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "codemix.cli", "data", "build", str(spec_path), "--out", str(out), "--workers", "1"]
+    command = [sys.executable, "-c", HOLD_PASS, killed,
+               "data", "build", str(spec_path), "--out", str(out), "--workers", "1"]
     build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        while len(list(out.glob(".build-*/pack/completions/*"))) < 3 and build.poll() is None:
+        while len(list(out.glob(f".build-*/{killed}/completions/*"))) < 3 and build.poll() is None:
             time.sleep(0.005)
+        time.sleep(0.05)  # a moment more: nothing else completes while rank 3 is held
     finally:
         os.killpg(build.pid, signal.SIGKILL)
         build.wait()
     assert build.returncode == -signal.SIGKILL
+    wait_for_lock_release(out)
     (work,) = out.glob(".build-*")
-    finished = {int(p.name) for p in (work / "pack" / "completions").iterdir()}
-    total = json.loads((work / "plan.json").read_text())["tasks"]["pack"]
-    assert 3 <= len(finished) < total
+    plan = json.loads((work / "plan.json").read_text())
+    order = [name for name in ("scan", "decide", "pack") if name in plan["tasks"]]
+    assert order == ["scan", "decide", "pack"]
+    finished = {int(p.name) for p in (work / killed / "completions").iterdir()}
+    assert finished == {0, 1, 2} and plan["tasks"][killed] > 3
+    for later in order[order.index(killed) + 1:]:
+        assert not list((work / later / "completions").glob("*"))
 
-    ran: list[int] = []
-    original = PackSlice.run
+    ran: dict[str, list[int]] = {name: [] for name in order}
+    for name in order:
+        def recording_run(self, data, rank=0, world_size=1, name=name, original=STEPS[name].run):
+            ran[name].append(rank)
+            return original(self, data, rank, world_size)
 
-    def recording_run(self, data, rank=0, world_size=1):
-        ran.append(rank)
-        return original(self, data, rank, world_size)
-
-    monkeypatch.setattr(PackSlice, "run", recording_run)  # one worker: tasks run in this process
+        monkeypatch.setattr(STEPS[name], "run", recording_run)  # one worker: tasks run in this process
     build_corpus(load_data_spec(spec_path), out, processes=1, progress=lambda _: None)
-    assert sorted(ran) == sorted(set(range(total)) - finished)
-    assert corpus_bytes(out) == corpus_bytes(reference)
+    for name in order:  # the passes before the killed one are done; it resumes; those after run whole
+        everything = set(range(plan["tasks"][name]))
+        expected = set() if order.index(name) < order.index(killed) else everything - finished if name == killed \
+            else everything
+        assert sorted(ran[name]) == sorted(expected), name
+    assert corpus_bytes(out) == reference
 
 
 @pytest.mark.slow
@@ -204,7 +265,8 @@ def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp
     (fake.parent / "scontrol").chmod(0o755)
     out = tmp_path / "slurm"
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    code = main(["data", "build", str(spec_path), "--out", str(out), "--executor", "slurm", "--partition", "cpu"])
+    code = main(["data", "build", str(spec_path), "--out", str(out), "--executor", "slurm", "--partition", "cpu",
+                 "--time", "01:30:00", "--cpus-per-task", "3", "--mem-per-cpu-gb", "5"])  # none the defaults
     printed = capsys.readouterr().out
     assert code == 0 and "submitted to SLURM" in printed and not (out / "corpus.json").exists()
     (work,) = out.glob(".build-*")
@@ -220,6 +282,19 @@ def test_slurm_executor_writes_chained_job_arrays_that_build_the_same_corpus(tmp
         assert f"launch_pickled_pipeline {work / name / 'executor.pik'}" in script
         assert name == "scan" or any(o.startswith("--dependency=afterok:") for o in options)  # after the pass before
     assert "#SBATCH --array=0-0" in scripts["codemix-finish"][0]
+    assert set(scripts) == {"codemix-scan", "codemix-decide", "codemix-pack", "codemix-finish"}
+    arrays = 0
+    for path in submitted.glob("*.sh"):  # each job asks for the resources given
+        text = path.read_text()
+        lines = text.splitlines()
+        # datatrove's own small job after an array, merging its task stats, keeps its 1 CPU and 1G
+        merge = "merge_stats " in text
+        arrays += not merge
+        wanted = ["--time=01:30:00"] + ([] if merge else ["--cpus-per-task=3", "--mem-per-cpu=5G"])
+        for option in wanted:
+            assert lines.count(f"#SBATCH {option}") == 1, (path.name, option)
+        assert sum(line.startswith("#SBATCH --time=") for line in lines) == 1
+    assert arrays == 4  # scan, decide, pack, finish
 
     # What SLURM would do: every array task runs its rank from the pickled executor, pass after pass.
     monkeypatch.setenv("SLURM_NODELIST", "localhost")
