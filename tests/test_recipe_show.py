@@ -48,7 +48,7 @@ def test_show_without_a_built_corpus_says_so_and_builds_nothing(tmp_path, capsys
 def test_plan_of_a_directory_lists_each_distinct_stage_once_with_the_arms_sharing_it(tmp_path, capsys):
     assert main(["recipe", "plan", str(REPO / "recipes/tiny/smoke"), "--home", str(tmp_path / "home")]) == 0
     out = _lines(capsys)
-    assert out[0].startswith("study ") and "6 distinct stages, 8 arm stages" in out[0], out[0]
+    assert out[0].startswith("study ") and "9 distinct stages, 12 arm stages" in out[0], out[0]
     shared = [line for line in out if "shared with" in line]
     assert any("tiny-smoke-balanced-to-text/init" in line and "tiny-smoke-balanced-to-text-cooldown-text/init" in line
                for line in shared)

@@ -23,22 +23,22 @@ SMOKE_ARMS = {
     "tiny-smoke-text-only": ["pt", "cooldown"],
     "tiny-smoke-balanced-to-text": ["init", "cpt", "cooldown"],
     "tiny-smoke-balanced-to-text-cooldown-text": ["init", "cpt", "cooldown"],
-    # Fig 4's sweep (its stages are text-only's pt and balanced-to-text's init) and Fig 5's quality arms
+    # Fig 4's sweep (its 50% point is balanced-to-text's init) and Fig 5's quality arms
     "tiny-smoke-sweep-code-0": ["pt"],
     "tiny-smoke-sweep-code-50": ["pt"],
     "tiny-smoke-quality-web": ["pt"],
     "tiny-smoke-quality-markup": ["pt"],
 }
-DISTINCT_STAGES = 8
+DISTINCT_STAGES = 9
 SMOKE = REPO / "recipes" / "tiny" / "smoke"
 
 
 def smoke_tokens() -> int:
     """Tokens of the smoke study's distinct stages, from its recipes: every stage of text_only,
-    balanced_to_text and the quality arms, and the cooldown of balanced_to_text_cooldown_text (its
-    other stages are shared, as are the sweep arms' stages)."""
+    balanced_to_text, the 0% sweep point and the quality arms, and the cooldown of
+    balanced_to_text_cooldown_text (its other stages are shared, as is the 50% sweep point's)."""
     own = {"text_only": None, "balanced_to_text": None, "balanced_to_text_cooldown_text": "cooldown",
-           "quality_web": None, "quality_markup": None}
+           "sweep_code_0": None, "quality_web": None, "quality_markup": None}
     return sum(stage.tokens for name, only in own.items()
                for stage_name, stage in load_recipe(SMOKE / f"{name}.yaml").stages.items() if only in (None, stage_name))
 
