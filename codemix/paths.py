@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 HOME_ENV = "CODEMIX_HOME"
+# A scheme (s3://, gs://, file://, dbfs:/ ...): a URL, not a local path; one letter would be a drive.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 DEFAULT_HOME = ".codemix"
 
 
@@ -30,3 +32,8 @@ def reports_dir(home: str | os.PathLike | None = None) -> Path:
 def natural_key(path: Path) -> list:
     """Sort key that puts sweep_code_25 before sweep_code_100: digit runs compare as numbers."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether `location` is a URL (object storage, ...) rather than a path on this machine."""
+    return _URL.match(str(location)) is not None

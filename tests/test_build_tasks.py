@@ -20,7 +20,7 @@ from corpus_fixtures import corpus_bytes
 from codemix.config.data_spec import load_data_spec
 from codemix.data.build import build_corpus
 from codemix.data.corpus import Corpus
-from codemix.data import near_dedup, sources, tasks
+from codemix.data import near_dedup, sorted_runs, sources, tasks
 from codemix.data.tasks import PackSlice
 
 
@@ -61,7 +61,7 @@ def test_a_pack_task_reads_only_its_slices_drops(tmp_path: Path, monkeypatch: py
     """Each drop list is memory-mapped and binary-searched: a pack task's reads and memory are its own
     slice's drops, not the corpus's."""
     runs: list[tuple[tuple[int, int], bool, np.ndarray]] = []
-    run = tasks._run
+    run = tasks.run_of
 
     def recording_run(rows, key, value):
         found = run(rows, key, value)
@@ -69,7 +69,7 @@ def test_a_pack_task_reads_only_its_slices_drops(tmp_path: Path, monkeypatch: py
             runs.append((value, isinstance(rows, np.memmap), found))
         return found
 
-    monkeypatch.setattr(tasks, "_run", recording_run)  # one worker: the tasks run in this process
+    monkeypatch.setattr(tasks, "run_of", recording_run)  # one worker: the tasks run in this process
     out = build_corpus(load_data_spec(write_sources(tmp_path / "in")), tmp_path / "out", processes=1,
                        progress=lambda _: None)
     manifests = [Corpus.open(out).manifest(name) for name in ("a", "b")]
@@ -87,6 +87,16 @@ def test_near_duplicate_drops_are_read_by_scan_rank(tmp_path: Path):
     path.parent.mkdir(parents=True)
     np.save(path, np.array([(0, 5), (2, 1), (2, 7), (3, 0)], dtype=near_dedup.DROP))
     assert [near_dedup.dropped_positions(str(tmp_path), rank) for rank in range(5)] == [{5}, set(), {1, 7}, {0}, set()]
+
+
+def test_a_bucket_is_a_run_of_the_sorted_hashes_for_any_bucket_count():
+    rows = np.zeros(5000, dtype=tasks._HASH)
+    rows["hi"] = np.random.default_rng(0).integers(0, 2**64 - 1, len(rows), dtype=np.uint64, endpoint=True)
+    rows["hi"][:3] = [0, 2**63, 2**64 - 1]  # the edges of the hash range
+    rows = rows[np.argsort(rows["hi"], kind="stable")]
+    for buckets in (1, 3, 7, tasks.MAX_BUCKETS):
+        runs = [sorted_runs.bucket_run(rows, bucket, buckets) for bucket in range(buckets)]
+        assert np.array_equal(np.concatenate(runs)["hi"], rows["hi"]), buckets  # each hash in one bucket, in order
 
 
 def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_built_sources_tokenized(tmp_path: Path,

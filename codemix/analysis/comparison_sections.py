@@ -9,9 +9,10 @@
 Fig 4's and Fig 5's tables are per model size, each under its size when the runs have more than one."""
 
 from codemix.analysis.baselines import model_size
-from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint, by_model_size, size_label
+from codemix.analysis.comparisons import Comparison, StudyComparisons, SweepPoint, by_model_size
 from codemix.analysis.formatting import (DELTA_COLUMNS, blank, delta_header, delta_records, delta_text,
-                                         interval_over, is_seeded, mean_and_spread, score_text, to_csv)
+                                         interval_over, is_seeded, mean_and_spread, score_text, size_label,
+                                         to_csv)
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, SCORES, BootstrapOptions
 
 SWEEP_SCORES = ("reasoning", "knowledge", "code", "reasoning_bpb", "knowledge_bpb", "code_bpb")

@@ -5,11 +5,12 @@
     Fig 4  sweep:     the code-fraction sweep ('...sweep-code-N' arms) against its 0% model, as
                       curves over the share of code the model saw
     Fig 5  quality:   the code-quality arms ('...quality-X') against web code only ('...quality-web')
+    headline:         balanced -> text after CPT against text-only before its cooldown (of the same
+                      model size), the study's headline numbers
+
 Fig 4's and Fig 5's arms are compared per model size, as Table 2 matches its baselines
 (codemix/analysis/baselines.py): each sweep with its own 0% model, each quality arm with the web
 code arm of its size.
-    headline:         balanced -> text after CPT against text-only before its cooldown (of the same
-                      model size), the study's headline numbers
 
 Every delta has the accuracy-style scores and their bits-per-byte twins (codemix/analysis/table.py),
 over seeds and examples when the stages were trained once per seed. A pair of stages is bootstrapped
@@ -115,13 +116,6 @@ def _cooldowns(rows: list[Row], compare: _Comparer) -> list[Comparison]:
         pairs += [(WITH_VS_WITHOUT, a, b) for a in with_code for b in without]
         comparisons += [c for pair in pairs if (c := compare(*pair)) is not None]
     return comparisons
-
-
-def size_label(size: int | None) -> str:
-    """A model size as the report names it ("470M parameters")."""
-    if size is None:
-        return "model size not recorded"
-    return f"{size / 1e9:.3g}B parameters" if size >= 1e9 else f"{size / 1e6:.3g}M parameters"
 
 
 def by_model_size(items: Iterable[T], row_of: Callable[[T], Row]) -> list[tuple[int | None, list[T]]]:

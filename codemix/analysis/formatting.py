@@ -115,3 +115,10 @@ def to_csv(records: list[dict]) -> str:
         writer.writeheader()
         writer.writerows(records)
     return text.getvalue()
+
+
+def size_label(size: int | None) -> str:
+    """A model size as the report names it ("470M parameters")."""
+    if size is None:
+        return "model size not recorded"
+    return f"{size / 1e9:.3g}B parameters" if size >= 1e9 else f"{size / 1e6:.3g}M parameters"

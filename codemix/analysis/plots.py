@@ -9,9 +9,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from codemix.analysis.comparisons import SweepPoint, by_model_size, size_label
+from codemix.analysis.comparisons import SweepPoint, by_model_size
 from codemix.analysis.curves import Curve
 from codemix.analysis.dynamics import DYNAMICS_SCORES, Checkpoint
+from codemix.analysis.formatting import size_label
 from codemix.analysis.mixture_fit import GRID, Fit, Recommendation
 from codemix.analysis.table import BPB_SCORES, SCORE_TITLES, Row
 from codemix.atomic import atomic_file

@@ -13,7 +13,6 @@ After merging, `settle` writes each stage in one spelling (global_batch in seque
 never null), so everything downstream reads one form."""
 
 import os
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from codemix.config.loading import read_yaml
 from codemix.config.recipe_schema import CHECKPOINT_PREFIX, RECIPE_PREFIX, SCRATCH, Recipe
 from codemix.errors import ConfigError
+from codemix.paths import is_url
 
 BASE_KEY = "base"
 DEFAULTS_KEY = "stage_defaults"
@@ -90,12 +90,9 @@ def _absolutize_paths(config: DictConfig, directory: Path) -> None:
                 init_from.ref = prefix + _absolute(ref[len(prefix):], directory)
 
 
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # s3://, gs://, dbfs:/ ...: a remote corpus, never made absolute
-
-
 def _looks_like_path(corpus: str) -> bool:
     # The same rule as codemix.data.corpus.resolve_corpus: a bare word is a corpus name.
-    if URL.match(corpus):
+    if is_url(corpus):  # a remote corpus, never made absolute
         return False
     return Path(corpus).is_absolute() or len(Path(corpus).parts) > 1 or corpus.startswith(".")
 

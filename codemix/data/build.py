@@ -36,11 +36,11 @@ from tokenizers import Tokenizer
 
 from codemix.atomic import replace_dir, write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, TokenizerSpec, code_filters_on
+from codemix.data import hash_store
 from codemix.data.clean import Cleaner
 from codemix.data.corpus import CORPUS_FILE, MANIFEST_FILE, SPLITS, TOKENIZER_FILE, Corpus, read_json
 from codemix.data.shards import EncodeSettings
 from codemix.data.sources import ReadStats, check_readable, read_source
-from codemix.data import hash_store
 from codemix.data.executors import Executor, LocalExecutor
 from codemix.data.tasks import (
     COUNTS_FILE,
@@ -62,14 +62,13 @@ from codemix.data.tokenizer import (
 )
 from codemix.errors import CodemixError, ConfigError
 from codemix.leftovers import writer_alive
+from codemix.paths import is_url
 
 # Bump when the on-disk format changes, so every older source is rebuilt (2: the val hold-out).
 FORMAT_VERSION = 2
 _TMP_NAME = re.compile(r"\.tmp-(\d+)")
 # Held (flock) by the build writing the folder, for its whole run; holds that build's pid and host.
 LOCK_FILE = ".codemix-build.lock"  # not .build*, which names the work folders
-# A scheme (s3://, gs://, file://, dbfs:/ ...): a URL, not a folder; one letter would be a drive.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
 
 Progress = Callable[[str], None]
 
@@ -96,7 +95,7 @@ def build_corpus(
     The tasks run `processes` at a time here, or on `executor` (a SlurmExecutor submits them and a
     last job finishes the corpus). Sources added later with `add_sources` stay listed while the
     tokenizer stays the same. `origin`: the data YAML, for errors."""
-    if _URL.match(str(out_dir)):
+    if is_url(out_dir):
         raise ConfigError(f"out folder {str(out_dir)!r} is a URL: a corpus is built into a local or shared file-system "
                           f"folder; build it there, upload that folder to {out_dir} and give {out_dir} where a "
                           "corpus is expected")

@@ -13,7 +13,6 @@ Memory: a band task streams its sorted signature files; the cluster task holds o
 that have a near-duplicate; a pack task reads only its slice's run of drop.npy, by binary search in
 the memory-mapped file."""
 
-import bisect
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from codemix.atomic import atomic_file
 from codemix.config.data_spec import MinhashSpec
+from codemix.data.sorted_runs import run_of
 
 DROP = np.dtype([("rank", "<u4"), ("position", "<u4")])
 _WORD = re.compile(r"\w+")
@@ -100,9 +100,7 @@ class ClusterNearDuplicates(PipelineStep):
 
 def dropped_positions(work: str, scan_rank: int) -> set[int]:
     """The positions of the slice scanned at `scan_rank` that near-duplicate an earlier document."""
-    drop = np.load(folder(work) / "drop.npy", mmap_mode="r")
-    start = bisect.bisect_left(drop, scan_rank, key=_rank)
-    return set(drop["position"][start:bisect.bisect_right(drop, scan_rank, lo=start, key=_rank)].tolist())
+    return set(run_of(np.load(folder(work) / "drop.npy", mmap_mode="r"), _rank, scan_rank)["position"].tolist())
 
 
 def _rank(row: np.void) -> int:

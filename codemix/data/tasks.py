@@ -7,8 +7,8 @@ build re-runs only the tasks that did not finish:
     scan    (one task per slice)  read and clean the slice once; tokenize each kept document of a
             source being built with the corpus tokenizer into the slice's token store
             (codemix.data.slice_tokens); with dedup on, hash each kept document into the slice's
-            hash file, `hashes/<source>/<slice>.npy`, its rows in the order of their buckets (hash
-            mod the bucket count); MinHash signatures of near_dedup sources
+            hash file, `hashes/<source>/<slice>.npy`, sorted by hash (a bucket is a range of hashes,
+            so any bucket count reads it); MinHash signatures of near_dedup sources
     decide  (one task per bucket, only with dedup on)  take the bucket's run of every hash file, sort
             it by (hash, source priority, slice, position) and list every one after the first as
             dropped, in `drop/<bucket>.npy`, by (source, slice, position): memory is one bucket's, and
@@ -37,12 +37,11 @@ with a byte cap is one slice, since its cap takes a prefix of the hash-ordered f
 scanned (with dedup, an earlier source that decides which later texts are duplicates) is hashed, not
 tokenized."""
 
-import bisect
 import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from codemix.data import near_dedup
 from codemix.data.clean import Cleaner
 from codemix.data.shards import EncodeSettings, pack_holding_out
 from codemix.data.slice_tokens import SliceTokens, TokenWriter
+from codemix.data.sorted_runs import bucket_run, run_of
 from codemix.data.sources import UNSLICEABLE_READERS, ReadStats, Slice, read_source, source_files
 
 # A decide task holds one hash bucket, about total hashes / min(slices, MAX_BUCKETS) at 24 bytes a
@@ -270,29 +270,12 @@ class PackSlice(_PlanStep):
         positions: set[int] = set()
         for bucket in range(self.plan.buckets):
             drop = np.load(self.plan.drop_path(bucket), mmap_mode="r")
-            positions.update(_run(drop, _slice_key, (task.source, task.part.index))["position"].tolist())
+            positions.update(run_of(drop, _slice_key, (task.source, task.part.index))["position"].tolist())
         return positions
-
-
-def bucket_run(sorted_hashes: np.ndarray, bucket: int, buckets: int) -> np.ndarray:
-    """The rows of `sorted_hashes` (sorted by "hi") in the bucket-th of `buckets` equal ranges of the
-    64-bit hash, as an array in memory: of a memory-mapped file only the run and a few probed pages."""
-    hi = sorted_hashes["hi"]
-    edges = [np.uint64(-(-k * 2**64 // buckets)) for k in (bucket, bucket + 1) if k < buckets]  # ceil
-    first = int(np.searchsorted(hi, edges[0])) if bucket else 0
-    end = int(np.searchsorted(hi, edges[1])) if bucket + 1 < buckets else len(hi)
-    return np.array(sorted_hashes[first:end])
 
 
 def _slice_key(row: np.void) -> tuple[int, int]:
     return int(row["source"]), int(row["slice"])
-
-
-def _run(rows: np.ndarray, key: Callable[[np.void], object], value: object) -> np.ndarray:
-    """The rows whose key is `value`, of `rows` sorted by key, as an array in memory: a binary search, so
-    of a memory-mapped file only the run and the few rows probed are read."""
-    start = bisect.bisect_left(rows, value, key=key)
-    return np.array(rows[start:bisect.bisect_right(rows, value, lo=start, key=key)])
 
 
 def _save(path: Path, array: np.ndarray) -> None:
