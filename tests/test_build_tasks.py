@@ -99,6 +99,27 @@ def test_a_bucket_is_a_run_of_the_sorted_hashes_for_any_bucket_count():
         assert np.array_equal(np.concatenate(runs)["hi"], rows["hi"]), buckets  # each hash in one bucket, in order
 
 
+def test_a_damaged_kept_hash_file_makes_its_source_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = load_data_spec(write_sources(tmp_path / "in"))
+    out = build_corpus(spec, tmp_path / "out", processes=1, progress=lambda _: None)
+    kept = sorted((out / ".hashes" / "a").glob("*.npy"))
+    kept[0].write_bytes(kept[0].read_bytes()[:-24])  # one document's row cut off the end
+    reads: list[str] = []
+    read = tasks.read_source
+
+    def counting_read(source, stats, part, files=None):
+        reads.append(source.name)
+        return read(source, stats, part, files)
+
+    monkeypatch.setattr(tasks, "read_source", counting_read)  # one worker: the tasks run in this process
+    said: list[str] = []
+    changed = replace(spec, sources=[spec.sources[0], replace(spec.sources[1], licence="changed")])
+    build_corpus(changed, out, processes=1, progress=said.append)
+    assert "a" in reads and not any(line.startswith("a: dedup against its kept hashes") for line in said)
+    assert Corpus.open(out).manifest("b")["filters"]["duplicate"] == 4  # the same decisions as from kept hashes
+    assert all(np.load(path, mmap_mode="r").size for path in (out / ".hashes" / "a").glob("*.npy"))  # kept anew
+
+
 def test_each_source_is_listed_once_each_slice_read_and_tokenized_once_and_only_built_sources_tokenized(tmp_path: Path,
                                                                                     monkeypatch: pytest.MonkeyPatch):
     trained = build_corpus(load_data_spec(write_sources(tmp_path / "in")), tmp_path / "trained", processes=1,

@@ -38,12 +38,15 @@ def test_in_loop_bpb_equals_the_offline_evaluation_of_the_final_weights(small_co
     assert float(rows[0]["val/bpb/piqa"]) != float(last["val/bpb/piqa"])  # the weights moved between them
 
 
-@pytest.mark.parametrize("change, message", [({"val_bpb_tasks": ["piqa", "piqaa"]}, r"unknown task\(s\) \['piqaa'\]"),
-                                             ({"val_bpb_tasks": ["piqa"], "val_bpb_examples": 0}, "must be at least 1")])
-def test_bad_in_loop_settings_are_refused_before_any_stage_trains(small_corpus: Path, tmp_path: Path, change, message):
+@pytest.mark.parametrize("change, trainer, message", [
+    ({"val_bpb_tasks": ["piqa", "piqaa"]}, None, r"unknown task\(s\) \['piqaa'\]"),
+    ({"val_bpb_tasks": ["piqa"], "val_bpb_examples": 0}, None, "must be at least 1"),
+    ({"val_bpb_tasks": ["piqa"]}, {"strategy": "fsdp2"}, "scores the whole model in one process")])
+def test_bad_in_loop_settings_are_refused_before_any_stage_trains(small_corpus: Path, tmp_path: Path, change, trainer,
+                                                                   message):
     second = {**INIT, "tokens": 2 * STEP_TOKENS, "init_from": {"ref": "stage:pt"}, **change}
     recipe = write_recipe(tmp_path, "bad-in-loop", small_corpus, {"pt": {**INIT, "tokens": 2 * STEP_TOKENS},
-                                                                   "next": second})
+                                                                   "next": second}, trainer=trainer)
     with pytest.raises(ConfigError, match=message) as refused:
         train_recipe(recipe, home=tmp_path / "home", command="pytest")
     assert str(refused.value).startswith(f"{recipe}: stages.next: val_bpb_")

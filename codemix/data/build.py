@@ -215,7 +215,7 @@ def _build_sources(spec: DataSpec, out: Path, previous: dict[str, dict], tokeniz
     # with dedup, every source before the last rebuilt one decides which of its documents are duplicates
     scanned = (list(range(max(todo) + 1)) if spec.dedup or _near(spec) else todo) if todo else []
     tasks, files = plan_slices(spec, scanned)
-    _check_text_up_front(spec, tasks, files, origin)
+    _check_text_up_front(spec, [task for task in tasks if task.source in todo], files, origin)
     if todo:
         invalidate()
     tasks = tuple(tasks)
@@ -341,8 +341,9 @@ def _check_splittable(source: SourceSpec, splits: dict[str, dict], spec: DataSpe
 
 
 def _check_text_up_front(spec: DataSpec, tasks: list[Task], files: dict[Task, list[Path]], origin: str) -> None:
-    """Refuse a source with no text in any file before a task runs (with a tokenizer not trained here,
-    nothing read it yet): its refusal after the merge would come once every other source is built.
+    """Refuse a source to be built with no text in any file before a task runs (with a tokenizer not
+    trained here, nothing read it yet): its refusal after the merge would come once every other source
+    is built; a source only scanned was built before.
     Reading stops at a source's first document, so a readable source costs a file or so; a command
     is not run twice (its task checks it)."""
     for index in sorted({task.source for task in tasks}):

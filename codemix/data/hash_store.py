@@ -18,6 +18,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from codemix.atomic import write_json_atomic
 from codemix.config.data_spec import DataSpec, SourceSpec, code_filters_on
 from codemix.data.sources import UNSLICEABLE_READERS
@@ -51,8 +53,8 @@ def link_kept(out: Path, plan: BuildPlan, index: int, key: str | None) -> bool:
     if key is None or not (folder / KEY_FILE).is_file() or json.loads((folder / KEY_FILE).read_text()) != {"key": key}:
         return False
     mine = [task for task in plan.tasks if task.source == index]
-    if not all((folder / plan.hashes_path(task).name).is_file() for task in mine):
-        return False
+    if not all(_intact(folder / plan.hashes_path(task).name) for task in mine):
+        return False  # a kept file lost or damaged: the source is read again, and its hashes kept anew
     for task in mine:
         target = plan.hashes_path(task)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,3 +84,12 @@ def keep(out: Path, plan: BuildPlan, keys: dict[int, str | None]) -> None:
     for folder in store.glob("*") if store.is_dir() else []:
         if folder.name not in names:
             shutil.rmtree(folder)
+
+
+def _intact(path: Path) -> bool:
+    """Whether `path` is a whole .npy file (its header parses and its data is all there)."""
+    try:
+        np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return False
+    return True

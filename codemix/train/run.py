@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from codemix._streaming import claim_shm_namespace
 from codemix.config.recipe import load_recipe
-from codemix.config.recipe_schema import StageConfig
+from codemix.config.recipe_schema import Recipe, StageConfig
 from codemix.config.seeds import seed_runs
 from codemix.data.corpus import TOKENIZER_FILE
 from codemix.data.datamodule import MixtureDataModule
@@ -47,8 +47,8 @@ from codemix.train.resume import (ResumeAgreement, StepCheckpoint, drop_fallback
                                   save_stage_checkpoint)
 from codemix.train.sharded_checkpoint import ShardedStrategy, consolidate, consolidated_path, is_sharded
 from codemix.train.snapshots import WeightSnapshots
-from codemix.train.val_bpb import GoldBpbValidation, val_bpb_tasks
 from codemix.train.stages import Parent, merge_metrics, package_versions, read_metrics, weights_from_checkpoint
+from codemix.train.val_bpb import GoldBpbValidation, val_bpb_tasks
 
 
 def _not_a_tip(record: logging.LogRecord) -> bool:
@@ -94,13 +94,18 @@ def train_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), home: H
     for plan in plans:
         check_memory(plan.recipe, plan.corpus.vocab_size)  # before any stage's compute
         for stage in plan.stages:
-            val_bpb_tasks(stage.config, stage.origin)
+            val_bpb_tasks(stage.config, stage.origin, trains_sharded(plan.recipe))
     results = []
     for k, plan in enumerate(plans):
         seeds = f", seed run {k + 1} of {len(plans)}" if len(plans) > 1 else ""
         say(f"recipe {recipe.name} ({recipe.source_path}) on corpus {plan.corpus.name} ({plan.corpus.path}){seeds}")
         results += train_plan(plan, home, command)
     return results
+
+
+def trains_sharded(recipe: Recipe) -> bool:
+    """Whether the recipe's stages train with parameters sharded over the ranks (FSDP2)."""
+    return recipe.trainer.strategy == "fsdp2"
 
 
 def train_plan(plan: RecipePlan, home: Home, command: str, until: str | None = None) -> list[StageResult]:
@@ -200,7 +205,7 @@ class StageTraining:
 
     @property
     def sharded(self) -> bool:
-        return self.recipe.trainer.strategy == "fsdp2"
+        return trains_sharded(self.recipe)
 
     def build_module(self, fresh: bool) -> CodemixLM:
         """The stage's model. A resumed stage takes everything from its checkpoint, so the parent's
@@ -229,11 +234,8 @@ class StageTraining:
         if snapshot_every:
             callbacks.append(WeightSnapshots(self.target, snapshot_every, step_tokens, plan.model,
                                              self.corpus.path / TOKENIZER_FILE))
-        in_loop = val_bpb_tasks(stage, self.plan.origin)
+        in_loop = val_bpb_tasks(stage, self.plan.origin, self.sharded)
         if in_loop:
-            if self.sharded:
-                raise CodemixError(f"{self.plan.origin}: val_bpb_tasks scores the whole model in one process; with "
-                                   "fsdp2 score snapshots offline instead (codemix eval STAGE --checkpoints all)")
             callbacks.append(GoldBpbValidation(in_loop, stage.val_bpb_examples, self.corpus.path / TOKENIZER_FILE,
                                                self.corpus.eos_id))
         checkpoint_every = interval_steps(stage.checkpoint_interval_tokens, step_tokens)

@@ -2,7 +2,6 @@
 computed by the same function `codemix eval` scores with (codemix.eval.bpb.add_gold_bpb), so a curve
 logged during training and an offline evaluation of the same weights give the same numbers."""
 
-from collections import defaultdict
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -10,15 +9,20 @@ from tokenizers import Tokenizer
 
 from codemix.config.recipe_schema import StageConfig
 from codemix.errors import ConfigError
+from codemix.eval.aggregate import GROUPS, aggregate
 from codemix.eval.bpb import BPB, add_gold_bpb
 from codemix.eval.runner import Model
 from codemix.eval.tasks.base import TaskSpec, subset
 from codemix.eval.tasks.registry import resolve_tasks
 
 
-def val_bpb_tasks(stage: StageConfig, origin: str) -> list[TaskSpec]:
+def val_bpb_tasks(stage: StageConfig, origin: str, sharded: bool) -> list[TaskSpec]:
     """The stage's in-loop tasks, refused in one line (naming `origin`, the recipe and stage) when one
-    is unknown or the example count is not positive; the train command checks every stage before any."""
+    is unknown, the example count is not positive or the model is sharded (scoring needs it whole in
+    one process); the train command checks every stage before any."""
+    if stage.val_bpb_tasks and sharded:
+        raise ConfigError(f"{origin}: val_bpb_tasks scores the whole model in one process; with fsdp2 score "
+                          "snapshots offline instead (codemix eval STAGE --checkpoints all)")
     if stage.val_bpb_examples < 1:
         raise ConfigError(f"{origin}: val_bpb_examples {stage.val_bpb_examples}: must be at least 1")
     try:
@@ -41,11 +45,13 @@ class GoldBpbValidation(pl.Callback):
         if trainer.sanity_checking:
             return
         model = Model(pl_module.model, self.tokenizer, self.eos_id)
-        by_category: dict[str, list[float]] = defaultdict(list)
+        scores: dict[str, tuple[str, float]] = {}
         for spec, instances in self.instances.items():
             metrics: dict = {}
             add_gold_bpb(instances, [{} for _ in instances], metrics, model, self.batch_size)
             pl_module.log(f"val/bpb/{spec.name}", metrics[BPB], on_epoch=True, sync_dist=False)
-            by_category[spec.category].append(metrics[BPB])
-        for category, values in by_category.items():
-            pl_module.log(f"val/bpb/{category}", sum(values) / len(values), on_epoch=True, sync_dist=False)
+            scores[spec.name] = (spec.category, metrics[BPB])
+        averaged = aggregate(scores)  # the categories as `codemix eval` averages them (aggregate_bpb)
+        for group in GROUPS:
+            if (score := averaged[group]["score"]) is not None:
+                pl_module.log(f"val/bpb/{group}", score, on_epoch=True, sync_dist=False)
